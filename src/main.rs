@@ -1,1 +1,130 @@
-fn main(){}
+//! `palisade`: the command line. Parse arguments, read the config, hand over to the gateway.
+//!
+//! Exit codes: 0 success, 78 (`EX_CONFIG`) invalid config, 1 any other failure.
+
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use palisade_gateway::{announce, serve_until_signal, Gateway};
+
+const EX_CONFIG: u8 = 78;
+
+#[derive(Parser)]
+#[command(
+    name = "palisade",
+    version,
+    about = "A security gateway for online shops, built on Pingora"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway with a config file (SIGHUP reloads it, SIGTERM/Ctrl-C drains and stops).
+    Run {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Validate a config file: every error as `file:line:col: message`, non-zero exit if any.
+    Check {
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Run a demo: a careless legacy shop on loopback with Palisade in front of it.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check { config } => check(&config),
+        Command::Run { config } => run(&config),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+fn check(path: &std::path::Path) -> ExitCode {
+    match palisade_config::load(path) {
+        Ok(loaded) => {
+            for w in &loaded.warnings {
+                eprintln!("{w}");
+            }
+            println!(
+                "{}: ok ({} sites, {} certificates, {} warnings)",
+                path.display(),
+                loaded.config.sites.len(),
+                loaded.config.tls.certificates.len(),
+                loaded.warnings.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(EX_CONFIG)
+        }
+    }
+}
+
+fn run(path: &std::path::Path) -> ExitCode {
+    let loaded = match palisade_config::load(path) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(EX_CONFIG);
+        }
+    };
+    if let Err(e) = palisade_gateway::logging::init(&loaded.config.logging) {
+        eprintln!("palisade: {e}");
+        return ExitCode::from(EX_CONFIG);
+    }
+    for w in &loaded.warnings {
+        tracing::warn!(event = "config_warning", "{w}");
+    }
+    let threads = loaded.config.server.threads;
+    let grace = loaded.config.server.shutdown_grace;
+    let rt = match runtime(threads) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(serve(loaded.config, Some(path.to_path_buf()), grace))
+}
+
+/// The multi-threaded runtime the gateway (and, in the demo, the shop) runs on.
+fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .thread_name("palisade")
+        .build()
+        .map_err(|e| {
+            eprintln!("palisade: cannot start the runtime: {e}");
+            ExitCode::FAILURE
+        })
+}
+
+/// Start the gateway and serve until a stop signal; announces `ready …` on stdout.
+async fn serve(
+    config: palisade_config::Config,
+    config_path: Option<PathBuf>,
+    grace: Duration,
+) -> ExitCode {
+    match Gateway::start(config).await {
+        Ok(gw) => {
+            tracing::info!(event = "ready", addrs = %gw.addrs, "palisade is serving");
+            announce(&format!("ready {}", gw.addrs));
+            serve_until_signal(gw, config_path, grace).await;
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("palisade: {e}");
+            tracing::error!("cannot start: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -284,7 +284,10 @@ impl Ctx {
             }
         }
         if file.sites.is_empty() {
-            self.err(&(0..0), "no [[sites]]: Palisade needs at least one site to protect");
+            self.err(
+                &(0..0),
+                "no [[sites]]: Palisade needs at least one site to protect",
+            );
         }
         if server.https.is_some() && file.certificates.is_empty() {
             self.err(
@@ -391,23 +394,19 @@ impl Ctx {
     }
 
     fn compile_tls(&mut self, raw: &RawTls, certs: &[S<RawCertificate>]) -> Tls {
-        let unknown_sni = match raw.unknown_sni.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        let unknown_sni = match raw
+            .unknown_sni
+            .as_ref()
+            .map(|s| (s.get_ref().as_str(), s.span()))
+        {
             None | Some(("default", _)) => UnknownSni::Default,
             Some(("reject", _)) => UnknownSni::Reject,
             Some((other, span)) => {
-                self.err(&span, format!("unknown_sni must be `default` or `reject`, not `{other}`"));
-                UnknownSni::Default
-            }
-        };
-        let min_version = match raw.min_version.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
-            None | Some(("1.2", _)) => TlsVersion::Tls12,
-            Some(("1.3", _)) => TlsVersion::Tls13,
-            Some((other, span)) => {
                 self.err(
                     &span,
-                    format!("min_version must be `1.2` or `1.3` (older versions are not offered), not `{other}`"),
+                    format!("unknown_sni must be `default` or `reject`, not `{other}`"),
                 );
-                TlsVersion::Tls12
+                UnknownSni::Default
             }
         };
         let watch = self.duration(&raw.watch_interval, Duration::from_secs(5));
@@ -471,7 +470,10 @@ impl Ctx {
             if loaded.not_after < now {
                 self.warn(&c.cert.span(), format!("certificate `{name}` has expired"));
             } else if loaded.not_after < now + 14 * 86_400 {
-                self.warn(&c.cert.span(), format!("certificate `{name}` expires within 14 days"));
+                self.warn(
+                    &c.cert.span(),
+                    format!("certificate `{name}` expires within 14 days"),
+                );
             }
             if c.default {
                 defaults += 1;
@@ -495,7 +497,6 @@ impl Ctx {
         }
         Tls {
             unknown_sni,
-            min_version,
             watch_interval,
             certificates,
         }
@@ -533,13 +534,26 @@ impl Ctx {
             }
         }
         if site.upstreams.get_ref().is_empty() {
-            self.err(&site.upstreams.span(), format!("site `{name}` lists no upstreams"));
+            self.err(
+                &site.upstreams.span(),
+                format!("site `{name}` lists no upstreams"),
+            );
+        }
+        if backends.iter().any(|b| b.tls) && backends.iter().any(|b| !b.tls) {
+            self.err(
+                &site.upstreams.span(),
+                format!(
+                    "site `{name}` mixes http:// and https:// upstreams; use one scheme per site"
+                ),
+            );
         }
         let tls_verify = u.tls_verify.unwrap_or(true);
         if !tls_verify && backends.iter().any(|b| b.tls) {
             self.warn(
                 span,
-                format!("site `{name}`: upstream certificates are not verified (tls_verify = false)"),
+                format!(
+                    "site `{name}`: upstream certificates are not verified (tls_verify = false)"
+                ),
             );
         }
         let tls_ca = u.tls_ca.as_ref().and_then(|p| {
@@ -550,7 +564,10 @@ impl Ctx {
                         .filter(|c| c.is_ok())
                         .count();
                     if n == 0 {
-                        self.err(&p.span(), format!("{}: no PEM certificate found", path.display()));
+                        self.err(
+                            &p.span(),
+                            format!("{}: no PEM certificate found", path.display()),
+                        );
                     }
                     Some(path)
                 }
@@ -565,7 +582,10 @@ impl Ctx {
             let path = hc.path.as_ref().map(|p| {
                 let v = p.get_ref().clone();
                 if !v.starts_with('/') || !v.bytes().all(|b| b.is_ascii_graphic()) {
-                    self.err(&p.span(), "health check path must start with `/` and contain no spaces");
+                    self.err(
+                        &p.span(),
+                        "health check path must start with `/` and contain no spaces",
+                    );
                 }
                 v
             });
@@ -590,16 +610,23 @@ impl Ctx {
         };
 
         let h = &site.hsts;
+        let hsts_default = Hsts::default();
         let max_age = match &h.max_age {
-            None => 31_536_000,
+            None => hsts_default.max_age,
             Some(m) if *m.get_ref() >= 0 => *m.get_ref() as u64,
             Some(m) => {
                 self.err(&m.span(), "max_age cannot be negative");
                 0
             }
         };
-        let include_subdomains = h.include_subdomains.unwrap_or(false);
-        let preload = h.preload.as_ref().map(|p| *p.get_ref()).unwrap_or(false);
+        let include_subdomains = h
+            .include_subdomains
+            .unwrap_or(hsts_default.include_subdomains);
+        let preload = h
+            .preload
+            .as_ref()
+            .map(|p| *p.get_ref())
+            .unwrap_or(hsts_default.preload);
         if let Some(p) = &h.preload {
             if *p.get_ref() && (!include_subdomains || max_age < 31_536_000) {
                 self.err(
@@ -609,7 +636,7 @@ impl Ctx {
             }
         }
         let hsts = Hsts {
-            enabled: h.enabled.unwrap_or(true),
+            enabled: h.enabled.unwrap_or(hsts_default.enabled),
             max_age,
             include_subdomains,
             preload,
@@ -632,18 +659,23 @@ impl Ctx {
     }
 
     fn compile_headers(&mut self, h: &RawHeaders) -> HeaderPolicy {
-        let csp_mode = match h.csp_mode.as_ref().map(|s| (s.get_ref().as_str(), s.span())) {
+        let csp_mode = match h
+            .csp_mode
+            .as_ref()
+            .map(|s| (s.get_ref().as_str(), s.span()))
+        {
             None | Some(("enforce", _)) => CspMode::Enforce,
             Some(("report-only", _)) => CspMode::ReportOnly,
             Some((other, span)) => {
-                self.err(&span, format!("csp_mode must be `enforce` or `report-only`, not `{other}`"));
+                self.err(
+                    &span,
+                    format!("csp_mode must be `enforce` or `report-only`, not `{other}`"),
+                );
                 CspMode::Enforce
             }
         };
-        let mut remove: Vec<String> = DEFAULT_FINGERPRINT_HEADERS
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let d = HeaderPolicy::default();
+        let mut remove = d.remove.clone();
         for r in &h.remove {
             let v = r.get_ref().to_ascii_lowercase();
             if !valid_header_name(&v) {
@@ -660,41 +692,50 @@ impl Ctx {
             remove.retain(|r| *r != v);
         }
         HeaderPolicy {
-            x_content_type_options: self.header_value(&h.x_content_type_options, Some("nosniff")),
-            x_frame_options: self.header_value(&h.x_frame_options, Some("SAMEORIGIN")),
-            referrer_policy: self
-                .header_value(&h.referrer_policy, Some("strict-origin-when-cross-origin")),
-            permissions_policy: self.header_value(
-                &h.permissions_policy,
-                Some("camera=(), microphone=(), geolocation=(), usb=(), interest-cohort=()"),
+            x_content_type_options: self.header_value(
+                &h.x_content_type_options,
+                d.x_content_type_options.as_deref(),
             ),
+            x_frame_options: self.header_value(&h.x_frame_options, d.x_frame_options.as_deref()),
+            referrer_policy: self.header_value(&h.referrer_policy, d.referrer_policy.as_deref()),
+            permissions_policy: self
+                .header_value(&h.permissions_policy, d.permissions_policy.as_deref()),
             content_security_policy: self.header_value(&h.content_security_policy, None),
             csp_mode,
-            upgrade_insecure_requests: h.upgrade_insecure_requests.unwrap_or(false),
-            override_upstream: h.override_upstream.unwrap_or(false),
+            upgrade_insecure_requests: h
+                .upgrade_insecure_requests
+                .unwrap_or(d.upgrade_insecure_requests),
+            override_upstream: h.override_upstream.unwrap_or(d.override_upstream),
             remove,
         }
     }
 
     fn same_site(&mut self, v: &Option<S<String>>, default: Option<SameSite>) -> Option<SameSite> {
-        match v.as_ref().map(|s| (s.get_ref().to_ascii_lowercase(), s.span())) {
+        match v
+            .as_ref()
+            .map(|s| (s.get_ref().to_ascii_lowercase(), s.span()))
+        {
             None => default,
             Some((s, _)) if s == "strict" => Some(SameSite::Strict),
             Some((s, _)) if s == "lax" => Some(SameSite::Lax),
             Some((s, _)) if s == "none" => Some(SameSite::None),
             Some((s, _)) if s == "off" => None,
             Some((s, span)) => {
-                self.err(&span, format!("same_site must be `strict`, `lax`, `none` or `off`, not `{s}`"));
+                self.err(
+                    &span,
+                    format!("same_site must be `strict`, `lax`, `none` or `off`, not `{s}`"),
+                );
                 default
             }
         }
     }
 
     fn compile_cookies(&mut self, c: &RawCookies) -> CookiePolicy {
+        let d = CookieFlags::default();
         let default = CookieFlags {
-            secure: c.secure.unwrap_or(true),
-            http_only: c.http_only.unwrap_or(true),
-            same_site: self.same_site(&c.same_site, Some(SameSite::Lax)),
+            secure: c.secure.unwrap_or(d.secure),
+            http_only: c.http_only.unwrap_or(d.http_only),
+            same_site: self.same_site(&c.same_site, d.same_site),
         };
         let mut exceptions = Vec::new();
         for (name, ex) in &c.exceptions {
@@ -712,7 +753,10 @@ impl Ctx {
         }
         if default.same_site == Some(SameSite::None) && !default.secure {
             let span = c.same_site.as_ref().map(|s| s.span()).unwrap_or(0..0);
-            self.err(&span, "SameSite=None requires secure = true (browsers drop it otherwise)");
+            self.err(
+                &span,
+                "SameSite=None requires secure = true (browsers drop it otherwise)",
+            );
         }
         CookiePolicy {
             default,
@@ -725,7 +769,10 @@ impl Ctx {
             None | Some(("text", _)) => LogFormat::Text,
             Some(("json", _)) => LogFormat::Json,
             Some((other, span)) => {
-                self.err(&span, format!("format must be `text` or `json`, not `{other}`"));
+                self.err(
+                    &span,
+                    format!("format must be `text` or `json`, not `{other}`"),
+                );
                 LogFormat::Text
             }
         };
@@ -781,7 +828,9 @@ pub fn parse_backend(s: &str) -> Result<Backend, String> {
     } else if let Some(r) = s.strip_prefix("http://") {
         (false, r)
     } else if s.contains("://") {
-        return Err(format!("upstream `{s}`: only http:// and https:// are supported"));
+        return Err(format!(
+            "upstream `{s}`: only http:// and https:// are supported"
+        ));
     } else {
         (false, s)
     };

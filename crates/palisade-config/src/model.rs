@@ -79,16 +79,9 @@ pub enum UnknownSni {
     Reject,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TlsVersion {
-    Tls12,
-    Tls13,
-}
-
 #[derive(Debug, Clone)]
 pub struct Tls {
     pub unknown_sni: UnknownSni,
-    pub min_version: TlsVersion,
     /// How often certificate files are checked for changes; `None` turns watching off (SIGHUP
     /// still reloads).
     pub watch_interval: Option<Duration>,
@@ -159,7 +152,9 @@ fn check_hostname(s: &str) -> Result<(), String> {
     }
     for label in s.split('.') {
         if label.is_empty() || label.len() > 63 {
-            return Err(format!("`{s}` is not a valid host name (empty or long label)"));
+            return Err(format!(
+                "`{s}` is not a valid host name (empty or long label)"
+            ));
         }
         if !label
             .bytes()
@@ -239,6 +234,18 @@ impl Hsts {
     }
 }
 
+impl Default for Hsts {
+    /// One year, no subdomains, no preload: safe for any site.
+    fn default() -> Self {
+        Hsts {
+            enabled: true,
+            max_age: 31_536_000,
+            include_subdomains: false,
+            preload: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CspMode {
     Enforce,
@@ -258,6 +265,27 @@ pub struct HeaderPolicy {
     pub override_upstream: bool,
     /// Fingerprint headers removed from every response (lower-case).
     pub remove: Vec<String>,
+}
+
+impl Default for HeaderPolicy {
+    fn default() -> Self {
+        HeaderPolicy {
+            x_content_type_options: Some("nosniff".into()),
+            x_frame_options: Some("SAMEORIGIN".into()),
+            referrer_policy: Some("strict-origin-when-cross-origin".into()),
+            permissions_policy: Some(
+                "camera=(), microphone=(), geolocation=(), usb=(), interest-cohort=()".into(),
+            ),
+            content_security_policy: None,
+            csp_mode: CspMode::Enforce,
+            upgrade_insecure_requests: false,
+            override_upstream: false,
+            remove: DEFAULT_FINGERPRINT_HEADERS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
 }
 
 /// Fingerprint headers removed by default: they tell an attacker which software and version to aim at.
@@ -310,7 +338,17 @@ pub struct CookieFlags {
     pub same_site: Option<SameSite>,
 }
 
-#[derive(Debug, Clone)]
+impl Default for CookieFlags {
+    fn default() -> Self {
+        CookieFlags {
+            secure: true,
+            http_only: true,
+            same_site: Some(SameSite::Lax),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
 pub struct CookiePolicy {
     pub default: CookieFlags,
     /// Per cookie name (exact, case-sensitive as cookies are).

@@ -43,7 +43,6 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawTls {
     pub unknown_sni: Option<S<String>>,
-    pub min_version: Option<S<String>>,
     pub watch_interval: Option<S<String>>,
 }
 

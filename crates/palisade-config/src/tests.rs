@@ -56,7 +56,6 @@ fn minimal_file_gets_secure_defaults() {
     assert_eq!(c.server.https, Some("0.0.0.0:443".parse().unwrap()));
     assert_eq!(c.server.admin, Some("127.0.0.1:9901".parse().unwrap()));
     assert!(c.server.trusted_proxies.is_empty());
-    assert_eq!(c.tls.min_version, TlsVersion::Tls12);
     assert_eq!(c.tls.unknown_sni, UnknownSni::Default);
     let cert = &c.tls.certificates[0];
     assert!(cert.default, "the only certificate is the default");
@@ -70,10 +69,7 @@ fn minimal_file_gets_secure_defaults() {
     );
     let s = &c.sites[0];
     assert!(s.https_redirect);
-    assert_eq!(
-        s.hsts.header_value().as_deref(),
-        Some("max-age=31536000")
-    );
+    assert_eq!(s.hsts.header_value().as_deref(), Some("max-age=31536000"));
     assert_eq!(s.headers.x_content_type_options.as_deref(), Some("nosniff"));
     assert_eq!(s.headers.x_frame_options.as_deref(), Some("SAMEORIGIN"));
     assert!(s.headers.remove.contains(&"x-powered-by".to_string()));
@@ -81,7 +77,10 @@ fn minimal_file_gets_secure_defaults() {
     let flags = s.cookies.flags_for("anything");
     assert!(flags.secure && flags.http_only);
     assert_eq!(flags.same_site, Some(SameSite::Lax));
-    assert_eq!(s.upstream.backends[0].addr, "127.0.0.1:8080".parse().unwrap());
+    assert_eq!(
+        s.upstream.backends[0].addr,
+        "127.0.0.1:8080".parse().unwrap()
+    );
     assert!(!s.upstream.backends[0].tls);
     assert!(s.upstream.tls_verify);
 }
@@ -92,16 +91,16 @@ fn misspelt_key_is_reported_with_its_line_and_column() {
     let text = format!("{MINIMAL}\n[sites.hsts]\nmax_agee = 10\n");
     let errs = d.errors(&text);
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert!(errs[0].starts_with("12:1: unknown field `max_agee`"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("12:1: unknown field `max_agee`"),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn diagnostics_render_as_file_line_col() {
     let d = Dir::new();
-    let err = d
-        .parse("[server]\nhttp = \"nowhere\"\n")
-        .err()
-        .unwrap();
+    let err = d.parse("[server]\nhttp = \"nowhere\"\n").err().unwrap();
     let line = err.to_string();
     let expected = format!(
         "{}:2:8: `nowhere` is not a listen address",
@@ -130,12 +129,27 @@ upstreams = ["ftp://10.0.0.1:21"]
 "#;
     let errs = d.errors(text);
     let joined = errs.join("\n");
-    assert!(joined.contains("3:8: `bad` is not a listen address"), "{joined}");
-    assert!(joined.contains("4:34: `not-a-net` is not an IP address or CIDR"), "{joined}");
-    assert!(joined.contains("5:18: `soon` is not a duration"), "{joined}");
+    assert!(
+        joined.contains("3:8: `bad` is not a listen address"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("4:34: `not-a-net` is not an IP address or CIDR"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("5:18: `soon` is not a duration"),
+        "{joined}"
+    );
     assert!(joined.contains("8:8: cannot read"), "{joined}");
-    assert!(joined.contains("13:26: `bad host` is not a valid host name"), "{joined}");
-    assert!(joined.contains("14:14: upstream `ftp://10.0.0.1:21`: only http:// and https://"), "{joined}");
+    assert!(
+        joined.contains("13:26: `bad host` is not a valid host name"),
+        "{joined}"
+    );
+    assert!(
+        joined.contains("14:14: upstream `ftp://10.0.0.1:21`: only http:// and https://"),
+        "{joined}"
+    );
 }
 
 #[test]
@@ -145,8 +159,14 @@ fn certificate_must_match_its_key() {
     let errs = d.errors(&text);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].starts_with("4:7: "), "{errs:?}");
-    assert!(errs[0].contains("does not match the certificate"), "{errs:?}");
-    assert!(!errs[0].contains("PRIVATE KEY"), "key material never appears in errors");
+    assert!(
+        errs[0].contains("does not match the certificate"),
+        "{errs:?}"
+    );
+    assert!(
+        !errs[0].contains("PRIVATE KEY"),
+        "key material never appears in errors"
+    );
 }
 
 #[test]
@@ -157,7 +177,10 @@ fn names_and_hosts_must_be_unique() {
     );
     let errs = d.errors(&text).join("\n");
     assert!(errs.contains("site name `shop` is used twice"), "{errs}");
-    assert!(errs.contains("host `shop.example` is already served by site `shop`"), "{errs}");
+    assert!(
+        errs.contains("host `shop.example` is already served by site `shop`"),
+        "{errs}"
+    );
 }
 
 #[test]
@@ -165,11 +188,18 @@ fn https_listener_needs_a_certificate() {
     let d = Dir::new();
     let text = "[[sites]]\nname = \"s\"\nhosts = [\"a.example\"]\nupstreams = [\"127.0.0.1:1\"]\n";
     let errs = d.errors(text).join("\n");
-    assert!(errs.contains("needs at least one [[certificates]]"), "{errs}");
+    assert!(
+        errs.contains("needs at least one [[certificates]]"),
+        "{errs}"
+    );
     let ok = format!("[server]\nhttps = \"off\"\n{text}");
     let loaded = d.parse(&ok).unwrap();
     assert!(loaded.config.server.https.is_none());
-    assert_eq!(loaded.warnings.len(), 1, "redirecting to an https that is off is flagged");
+    assert_eq!(
+        loaded.warnings.len(),
+        1,
+        "redirecting to an https that is off is flagged"
+    );
 }
 
 #[test]
@@ -203,8 +233,12 @@ fn header_values_are_checked_and_can_be_switched_off() {
         "{MINIMAL}\n[sites.headers]\nx_frame_options = \"off\"\nreferrer_policy = \"no-referrer\\n\"\nkeep = [\"Server\"]\n"
     );
     let errs = d.errors(&text).join("\n");
-    assert!(errs.contains("13:19: not a valid HTTP header value"), "{errs}");
-    let ok = format!("{MINIMAL}\n[sites.headers]\nx_frame_options = \"off\"\nkeep = [\"Server\"]\n");
+    assert!(
+        errs.contains("13:19: not a valid HTTP header value"),
+        "{errs}"
+    );
+    let ok =
+        format!("{MINIMAL}\n[sites.headers]\nx_frame_options = \"off\"\nkeep = [\"Server\"]\n");
     let s = d.parse(&ok).unwrap().config.sites.remove(0);
     assert_eq!(s.headers.x_frame_options, None);
     assert!(!s.headers.remove.contains(&"server".to_string()));

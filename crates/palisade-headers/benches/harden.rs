@@ -17,13 +17,22 @@ fn bench(c: &mut Criterion) {
     let mut base = HeaderMap::new();
     base.insert("server", HeaderValue::from_static("Apache/2.2.15 (CentOS)"));
     base.insert("x-powered-by", HeaderValue::from_static("PHP/5.6.40"));
-    base.insert("content-type", HeaderValue::from_static("text/html; charset=UTF-8"));
+    base.insert(
+        "content-type",
+        HeaderValue::from_static("text/html; charset=UTF-8"),
+    );
     base.insert("content-length", HeaderValue::from_static("2048"));
     base.insert("cache-control", HeaderValue::from_static("no-store"));
     let plain = base.clone();
-    base.append("set-cookie", HeaderValue::from_static("session=0123456789abcdef; path=/"));
+    base.append(
+        "set-cookie",
+        HeaderValue::from_static("session=0123456789abcdef; path=/"),
+    );
     base.append("set-cookie", HeaderValue::from_static("cart=42; path=/"));
-    base.insert("location", HeaderValue::from_static("http://shop.example/checkout"));
+    base.insert(
+        "location",
+        HeaderValue::from_static("http://shop.example/checkout"),
+    );
 
     let mut g = c.benchmark_group("harden");
     g.bench_function("page_no_cookies", |b| {

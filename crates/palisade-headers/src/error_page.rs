@@ -35,10 +35,16 @@ pub fn wants_json(accept: Option<&str>) -> bool {
 pub fn reason(status: u16) -> (&'static str, &'static str) {
     match status {
         400 => ("Bad Request", "The request could not be understood."),
-        403 => ("Forbidden", "This request was blocked for security reasons."),
+        403 => (
+            "Forbidden",
+            "This request was blocked for security reasons.",
+        ),
         404 => ("Not Found", "There is nothing here."),
         408 => ("Request Timeout", "The request took too long to arrive."),
-        413 => ("Payload Too Large", "The request is larger than this site accepts."),
+        413 => (
+            "Payload Too Large",
+            "The request is larger than this site accepts.",
+        ),
         421 => (
             "Misdirected Request",
             "This server does not serve the requested site.",

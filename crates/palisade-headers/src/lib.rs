@@ -82,9 +82,10 @@ impl Hardening {
         push(REFERRER_POLICY, &h.referrer_policy);
         push(PERMISSIONS_POLICY, &h.permissions_policy);
         let csp = match (&h.content_security_policy, h.upgrade_insecure_requests) {
-            (Some(p), true) if !p.contains("upgrade-insecure-requests") => {
-                Some(format!("{}; upgrade-insecure-requests", p.trim_end_matches(';')))
-            }
+            (Some(p), true) if !p.contains("upgrade-insecure-requests") => Some(format!(
+                "{}; upgrade-insecure-requests",
+                p.trim_end_matches(';')
+            )),
             (Some(p), _) => Some(p.clone()),
             (None, true) => Some("upgrade-insecure-requests".to_string()),
             (None, false) => None,
@@ -120,6 +121,33 @@ impl Hardening {
                 .collect(),
             cookies: site.cookies.clone(),
             hosts: site.hosts.clone(),
+            https_port,
+        }
+    }
+
+    /// The policy for responses that belong to no site (a 421 for an unknown Host, a 400 for a
+    /// request without one): the default security headers and HSTS, nothing site-specific.
+    pub fn baseline(https_port: u16) -> Self {
+        let defaults = palisade_config::HeaderPolicy::default();
+        let pairs = [
+            (X_CONTENT_TYPE_OPTIONS, &defaults.x_content_type_options),
+            (X_FRAME_OPTIONS, &defaults.x_frame_options),
+            (REFERRER_POLICY, &defaults.referrer_policy),
+            (PERMISSIONS_POLICY, &defaults.permissions_policy),
+        ];
+        Hardening {
+            hsts: palisade_config::Hsts::default()
+                .header_value()
+                .and_then(|v| HeaderValue::from_str(&v).ok()),
+            security: pairs
+                .into_iter()
+                .filter_map(|(n, v)| Some((n, HeaderValue::from_str(v.as_deref()?).ok()?)))
+                .collect(),
+            override_upstream: false,
+            upgrade_insecure_requests: false,
+            remove: Vec::new(),
+            cookies: palisade_config::CookiePolicy::default(),
+            hosts: Vec::new(),
             https_port,
         }
     }
@@ -170,7 +198,8 @@ impl Hardening {
                 let values = headers.get_all_values(name);
                 if let Some(v) = values.first().and_then(|v| v.to_str().ok()) {
                     if !v.contains("upgrade-insecure-requests") {
-                        let merged = format!("{}; upgrade-insecure-requests", v.trim_end_matches(';'));
+                        let merged =
+                            format!("{}; upgrade-insecure-requests", v.trim_end_matches(';'));
                         if let Ok(merged) = HeaderValue::from_str(&merged) {
                             headers.set(name.clone(), merged);
                         }

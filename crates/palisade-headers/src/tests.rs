@@ -20,7 +20,10 @@ fn upstream_response() -> HeaderMap {
     h.insert("x-powered-by", HeaderValue::from_static("PHP/5.6.40"));
     h.insert("x-aspnet-version", HeaderValue::from_static("4.0.30319"));
     h.insert("content-type", HeaderValue::from_static("text/html"));
-    h.append("set-cookie", HeaderValue::from_static("session=abc; path=/"));
+    h.append(
+        "set-cookie",
+        HeaderValue::from_static("session=abc; path=/"),
+    );
     h.append("set-cookie", HeaderValue::from_static("cart=1; Path=/"));
     h
 }
@@ -72,7 +75,10 @@ fn csp_enforced_report_only_and_upgrade() {
         443,
     )
     .apply(&mut h, true);
-    assert_eq!(h["content-security-policy"], "default-src 'self'; upgrade-insecure-requests");
+    assert_eq!(
+        h["content-security-policy"],
+        "default-src 'self'; upgrade-insecure-requests"
+    );
 
     let mut h = HeaderMap::new();
     Hardening::new(
@@ -80,21 +86,41 @@ fn csp_enforced_report_only_and_upgrade() {
         443,
     )
     .apply(&mut h, true);
-    assert_eq!(h["content-security-policy-report-only"], "default-src 'self'");
+    assert_eq!(
+        h["content-security-policy-report-only"],
+        "default-src 'self'"
+    );
     assert!(!h.contains_key("content-security-policy"));
 
     let mut h = HeaderMap::new();
-    h.insert("content-security-policy", HeaderValue::from_static("img-src *"));
-    Hardening::new(&site("[sites.headers]\nupgrade_insecure_requests = true\n"), 443).apply(&mut h, true);
-    assert_eq!(h["content-security-policy"], "img-src *; upgrade-insecure-requests");
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("img-src *"),
+    );
+    Hardening::new(
+        &site("[sites.headers]\nupgrade_insecure_requests = true\n"),
+        443,
+    )
+    .apply(&mut h, true);
+    assert_eq!(
+        h["content-security-policy"],
+        "img-src *; upgrade-insecure-requests"
+    );
 }
 
 #[test]
 fn cookies_get_flags_with_exceptions() {
-    let hard = Hardening::new(&site("[sites.cookies.exceptions]\ncart = { http_only = false }\n"), 443);
+    let hard = Hardening::new(
+        &site("[sites.cookies.exceptions]\ncart = { http_only = false }\n"),
+        443,
+    );
     let mut h = upstream_response();
     hard.apply(&mut h, true);
-    let cookies: Vec<_> = h.get_all("set-cookie").iter().map(|v| v.to_str().unwrap()).collect();
+    let cookies: Vec<_> = h
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
     assert_eq!(
         cookies,
         [
@@ -106,8 +132,15 @@ fn cookies_get_flags_with_exceptions() {
 
 #[test]
 fn cookie_flags_already_present_are_not_duplicated() {
-    let f = CookieFlags { secure: true, http_only: true, same_site: Some(SameSite::Lax) };
-    assert_eq!(harden_set_cookie("a=1; secure; HTTPONLY; samesite=Strict", f, true), None);
+    let f = CookieFlags {
+        secure: true,
+        http_only: true,
+        same_site: Some(SameSite::Lax),
+    };
+    assert_eq!(
+        harden_set_cookie("a=1; secure; HTTPONLY; samesite=Strict", f, true),
+        None
+    );
     assert_eq!(
         harden_set_cookie("a=1; SameSite=None", f, true).as_deref(),
         Some("a=1; SameSite=None; Secure; HttpOnly")
@@ -122,18 +155,31 @@ fn cookie_flags_already_present_are_not_duplicated() {
 #[test]
 fn location_to_own_host_is_upgraded() {
     let hard = Hardening::new(&site(""), 8443);
-    assert_eq!(hard.rewrite_location("http://shop.example/").as_deref(), Some("https://shop.example:8443/"));
     assert_eq!(
-        hard.rewrite_location("HTTP://WWW.Shop.Example:8080/cart?x=1").as_deref(),
+        hard.rewrite_location("http://shop.example/").as_deref(),
+        Some("https://shop.example:8443/")
+    );
+    assert_eq!(
+        hard.rewrite_location("HTTP://WWW.Shop.Example:8080/cart?x=1")
+            .as_deref(),
         Some("https://www.shop.example:8443/cart?x=1")
     );
-    assert_eq!(hard.rewrite_location("http://shop.example").as_deref(), Some("https://shop.example:8443/"));
+    assert_eq!(
+        hard.rewrite_location("http://shop.example").as_deref(),
+        Some("https://shop.example:8443/")
+    );
     assert_eq!(hard.rewrite_location("http://evil.example/"), None);
-    assert_eq!(hard.rewrite_location("http://shop.example@evil.example/"), None);
+    assert_eq!(
+        hard.rewrite_location("http://shop.example@evil.example/"),
+        None
+    );
     assert_eq!(hard.rewrite_location("/relative"), None);
     assert_eq!(hard.rewrite_location("https://shop.example/"), None);
     let hard = Hardening::new(&site(""), 443);
-    assert_eq!(hard.rewrite_location("http://shop.example/a").as_deref(), Some("https://shop.example/a"));
+    assert_eq!(
+        hard.rewrite_location("http://shop.example/a").as_deref(),
+        Some("https://shop.example/a")
+    );
 }
 
 #[test]
@@ -147,7 +193,9 @@ fn strip_port_handles_ipv6() {
 fn error_pages_are_neutral_and_negotiated() {
     assert!(wants_json(Some("application/json")));
     assert!(wants_json(Some("application/problem+json, */*;q=0.1")));
-    assert!(!wants_json(Some("text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")));
+    assert!(!wants_json(Some(
+        "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+    )));
     assert!(!wants_json(Some("text/html;q=1, application/json;q=0.5")));
     assert!(!wants_json(None));
     let (ct, body) = render(502, "abc-123<script>", false);

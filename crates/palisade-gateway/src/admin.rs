@@ -1,0 +1,66 @@
+//! The admin listener: `/healthz` (the process answers) and `/readyz` (a config is loaded and
+//! the gateway is not draining), with per-site healthy-backend counts. Loopback by default.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use http::Response;
+use pingora::apps::http_app::ServeHttp;
+use pingora::protocols::http::ServerSession;
+
+use crate::site::Generation;
+
+pub struct AdminApp {
+    pub generation: Arc<ArcSwap<Generation>>,
+    pub draining: Arc<AtomicBool>,
+}
+
+fn reply(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
+    let body = body.into_bytes();
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .header("content-length", body.len())
+        .header("cache-control", "no-store")
+        .header("x-content-type-options", "nosniff")
+        .body(body)
+        .unwrap_or_default()
+}
+
+#[async_trait]
+impl ServeHttp for AdminApp {
+    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let path = session.req_header().uri.path().to_string();
+        match path.as_str() {
+            "/healthz" => reply(200, "text/plain", "ok\n".into()),
+            "/readyz" => {
+                let gen = self.generation.load();
+                let draining = self.draining.load(Ordering::Relaxed);
+                let sites: Vec<serde_json::Value> = gen
+                    .sites
+                    .iter()
+                    .map(|s| {
+                        serde_json::json!({
+                            "site": s.config.name,
+                            "backends": s.config.upstream.backends.len(),
+                            "healthy": s.healthy_backends(),
+                        })
+                    })
+                    .collect();
+                let body = serde_json::json!({
+                    "ready": !draining,
+                    "generation": gen.id,
+                    "sites": sites,
+                });
+                reply(
+                    if draining { 503 } else { 200 },
+                    "application/json",
+                    format!("{body}\n"),
+                )
+            }
+            _ => reply(404, "text/plain", "not found\n".into()),
+        }
+    }
+}

@@ -1,0 +1,431 @@
+//! The request path, as Pingora phases.
+//!
+//! | phase | what Palisade does |
+//! |---|---|
+//! | `request_filter` | request id, client IP (trusted proxies), site by Host, plain listener: 308 to https (ACME excepted) or TLS-offloaded scheme |
+//! | `upstream_peer` | round-robin over the site's healthy backends, timeouts and TLS verification |
+//! | `upstream_request_filter` | `X-Forwarded-For/-Proto/-Host`, `X-Real-IP`, request id; client copies dropped unless from a trusted proxy |
+//! | `response_filter` | fingerprints out, HSTS and security headers in, cookie flags, https `Location`, request id |
+//! | `fail_to_proxy` | neutral 502/504 page (HTML or JSON by `Accept`) with the request id, never internals |
+//! | `logging` | one line per request: request id, site, method, status, duration (no path or query yet: they may carry secrets) |
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
+use palisade_config::canonical_ip;
+use palisade_headers::{error_page, strip_port, Hardening, HeaderStore};
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use pingora::upstreams::peer::HttpPeer;
+use pingora::ErrorType;
+
+use crate::site::Generation;
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+const ACME_PREFIX: &str = "/.well-known/acme-challenge/";
+
+/// Which listener a proxy instance serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listener {
+    Plain,
+    Tls,
+}
+
+pub struct EdgeProxy {
+    pub listener: Listener,
+    pub generation: Arc<ArcSwap<Generation>>,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    gen: Option<Arc<Generation>>,
+    site: Option<usize>,
+    request_id: String,
+    started: Instant,
+    /// The scheme the client used (over TLS here, or through a trusted TLS-terminating proxy).
+    https: bool,
+    peer_ip: Option<IpAddr>,
+    peer_trusted: bool,
+    client_ip: Option<IpAddr>,
+    host: String,
+}
+
+impl Ctx {
+    fn site(&self) -> Option<&crate::site::SiteRuntime> {
+        self.gen.as_ref()?.sites.get(self.site?)
+    }
+}
+
+/// Implements [`HeaderStore`] for Pingora's response header, which keeps a case map of its
+/// own and must be edited through its methods.
+struct PingoraHeaders<'a>(&'a mut ResponseHeader);
+
+impl HeaderStore for PingoraHeaders<'_> {
+    fn get_all_values(&self, name: &HeaderName) -> Vec<HeaderValue> {
+        self.0.headers.get_all(name).iter().cloned().collect()
+    }
+    fn contains(&self, name: &HeaderName) -> bool {
+        self.0.headers.contains_key(name)
+    }
+    fn set(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.0.insert_header(name, value);
+    }
+    fn append(&mut self, name: HeaderName, value: HeaderValue) {
+        let _ = self.0.append_header(name, value);
+    }
+    fn remove(&mut self, name: &HeaderName) {
+        let _ = self.0.remove_header(name);
+    }
+}
+
+pub fn new_request_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+/// A request id from a trusted proxy is kept if it looks like one.
+fn valid_request_id(v: &str) -> bool {
+    (1..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+/// The client behind a chain of trusted proxies: the rightmost address in `X-Forwarded-For`
+/// that is not itself a trusted proxy.
+fn client_from_xff(xff: &str, gen: &Generation) -> Option<IpAddr> {
+    let mut last = None;
+    for part in xff.rsplit(',') {
+        let ip: IpAddr = part.trim().parse().ok()?;
+        let ip = canonical_ip(ip);
+        last = Some(ip);
+        if !gen.trusted.contains(ip) {
+            return Some(ip);
+        }
+    }
+    last
+}
+
+fn header_str<'a>(session: &'a Session, name: &HeaderName) -> Option<&'a str> {
+    session
+        .req_header()
+        .headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+}
+
+impl EdgeProxy {
+    /// Write a response Palisade generates itself (redirect, 421, error page).
+    async fn respond(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        status: u16,
+        extra: &[(HeaderName, String)],
+        body: Option<(&'static str, String)>,
+    ) -> Result<()> {
+        let len = body.as_ref().map(|(_, b)| b.len()).unwrap_or(0);
+        let mut resp = ResponseHeader::build(status, Some(6))?;
+        for (n, v) in extra {
+            resp.insert_header(n.clone(), v.as_str())?;
+        }
+        if let Some((ct, _)) = &body {
+            resp.insert_header(header::CONTENT_TYPE, *ct)?;
+            resp.insert_header(header::CACHE_CONTROL, "no-store")?;
+        }
+        resp.insert_header(header::CONTENT_LENGTH, len.to_string())?;
+        if let Some(gen) = &ctx.gen {
+            resp.insert_header(gen.request_id_header.clone(), ctx.request_id.as_str())?;
+            let hardening: &Hardening = match ctx.site() {
+                Some(s) => &s.hardening,
+                None => &gen.baseline,
+            };
+            hardening.apply_own(&mut PingoraHeaders(&mut resp), ctx.https);
+        }
+        let head_only = session.req_header().method == http::Method::HEAD || body.is_none();
+        session
+            .write_response_header(Box::new(resp), head_only)
+            .await?;
+        if !head_only {
+            if let Some((_, b)) = body {
+                session
+                    .write_response_body(Some(Bytes::from(b)), true)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn respond_page(&self, session: &mut Session, ctx: &Ctx, status: u16) -> Result<()> {
+        let json = error_page::wants_json(header_str(session, &header::ACCEPT));
+        let page = error_page::render(status, &ctx.request_id, json);
+        self.respond(session, ctx, status, &[], Some(page)).await
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            gen: None,
+            site: None,
+            request_id: String::new(),
+            started: Instant::now(),
+            https: self.listener == Listener::Tls,
+            peer_ip: None,
+            peer_trusted: false,
+            client_ip: None,
+            host: String::new(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let gen = self.generation.load_full();
+        ctx.peer_ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| canonical_ip(a.ip()));
+        ctx.peer_trusted = ctx.peer_ip.is_some_and(|ip| gen.trusted.contains(ip));
+        ctx.client_ip = ctx.peer_ip;
+        if ctx.peer_trusted {
+            if let Some(ip) =
+                header_str(session, &X_FORWARDED_FOR).and_then(|x| client_from_xff(x, &gen))
+            {
+                ctx.client_ip = Some(ip);
+            }
+        }
+        ctx.request_id = match header_str(session, &gen.request_id_header) {
+            Some(id) if ctx.peer_trusted && valid_request_id(id) => id.to_string(),
+            _ => new_request_id(),
+        };
+        ctx.gen = Some(gen.clone());
+
+        // The site, by the authority of the request (h2 / absolute form) or its Host header.
+        let req = session.req_header();
+        let authority = req
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_string())
+            .or_else(|| header_str(session, &header::HOST).map(str::to_string));
+        let Some(authority) = authority.filter(|a| !a.is_empty()) else {
+            self.respond_page(session, ctx, 400).await?;
+            return Ok(true);
+        };
+        ctx.host = strip_port(&authority)
+            .trim_end_matches('.')
+            .to_ascii_lowercase();
+        ctx.site = gen.site_for(&ctx.host);
+        let Some(site_idx) = ctx.site else {
+            // Never redirect to (or proxy for) a host we do not serve: no open redirect.
+            self.respond_page(session, ctx, 421).await?;
+            return Ok(true);
+        };
+
+        if self.listener == Listener::Plain {
+            let forwarded_https = ctx.peer_trusted
+                && header_str(session, &X_FORWARDED_PROTO)
+                    .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"));
+            ctx.https = forwarded_https;
+            let path = session.req_header().uri.path();
+            let acme = path.starts_with(ACME_PREFIX);
+            let redirect = gen
+                .sites
+                .get(site_idx)
+                .is_some_and(|s| s.config.https_redirect);
+            if !ctx.https && !acme && redirect {
+                let pq = session
+                    .req_header()
+                    .uri
+                    .path_and_query()
+                    .map(|p| p.as_str())
+                    .filter(|p| p.starts_with('/'))
+                    .unwrap_or("/");
+                let location = if gen.https_port == 443 {
+                    format!("https://{}{}", ctx.host, pq)
+                } else {
+                    format!("https://{}:{}{}", ctx.host, gen.https_port, pq)
+                };
+                // A request body is not read: close the connection rather than parse it as the
+                // next request.
+                let has_body = session
+                    .req_header()
+                    .headers
+                    .contains_key(header::CONTENT_LENGTH)
+                    || session
+                        .req_header()
+                        .headers
+                        .contains_key(header::TRANSFER_ENCODING);
+                if has_body {
+                    session.set_keepalive(None);
+                }
+                self.respond(session, ctx, 308, &[(header::LOCATION, location)], None)
+                    .await?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let site = ctx
+            .site()
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(421), "no site"))?;
+        site.peer()
+            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no healthy backend"))
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        _session: &mut Session,
+        req: &mut pingora::http::RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let peer = ctx.peer_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        let incoming_xff = req
+            .headers
+            .get(&X_FORWARDED_FOR)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if !ctx.peer_trusted {
+            // What an untrusted client says about itself is not passed on.
+            for h in [
+                &X_FORWARDED_FOR,
+                &X_FORWARDED_PROTO,
+                &X_FORWARDED_HOST,
+                &X_REAL_IP,
+                &FORWARDED,
+            ] {
+                req.remove_header(h);
+            }
+        }
+        let xff = match (ctx.peer_trusted, incoming_xff) {
+            (true, Some(chain)) if !chain.trim().is_empty() => format!("{chain}, {peer}"),
+            _ => peer,
+        };
+        req.insert_header(X_FORWARDED_FOR, xff)?;
+        if let Some(ip) = ctx.client_ip {
+            req.insert_header(X_REAL_IP, ip.to_string())?;
+        }
+        req.insert_header(X_FORWARDED_PROTO, if ctx.https { "https" } else { "http" })?;
+        if !ctx.peer_trusted || !req.headers.contains_key(&X_FORWARDED_HOST) {
+            req.insert_header(X_FORWARDED_HOST, ctx.host.as_str())?;
+        }
+        if let Some(gen) = &ctx.gen {
+            req.insert_header(gen.request_id_header.clone(), ctx.request_id.as_str())?;
+        }
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(site) = ctx.site() {
+            site.hardening.apply(&mut PingoraHeaders(resp), ctx.https);
+        }
+        if let Some(gen) = &ctx.gen {
+            resp.insert_header(gen.request_id_header.clone(), ctx.request_id.as_str())?;
+        }
+        Ok(())
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(c) => *c,
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if e.esource() == &ErrorSource::Upstream =>
+            {
+                504
+            }
+            ErrorType::ConnectTimedout => 504,
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 502,
+            },
+        };
+        if ctx.gen.is_none() {
+            ctx.gen = Some(self.generation.load_full());
+            ctx.request_id = new_request_id();
+        }
+        if code > 0 && session.response_written().is_none() {
+            if let Err(err) = self.respond_page(session, ctx, code).await {
+                tracing::debug!(request_id = %ctx.request_id, "could not send the error page: {err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        // Pingora's default summary carries the path and query, which may hold secrets.
+        let site = ctx.site().map(|s| s.config.name.as_str()).unwrap_or("-");
+        format!(
+            "{} site={} request_id={}",
+            session.req_header().method,
+            site,
+            ctx.request_id
+        )
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .unwrap_or(0);
+        let site = ctx.site().map(|s| s.config.name.as_str()).unwrap_or("-");
+        let ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        match e {
+            None => tracing::info!(
+                target: "palisade::access",
+                request_id = %ctx.request_id,
+                site,
+                method = %session.req_header().method,
+                status,
+                https = ctx.https,
+                duration_ms = ms,
+            ),
+            Some(err) => tracing::warn!(
+                target: "palisade::access",
+                request_id = %ctx.request_id,
+                site,
+                method = %session.req_header().method,
+                status,
+                https = ctx.https,
+                duration_ms = ms,
+                error = err.etype().as_str(),
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_checked() {
+        assert!(valid_request_id("abc-123_X.y:z"));
+        assert!(!valid_request_id(""));
+        assert!(!valid_request_id("a b"));
+        assert!(!valid_request_id(&"a".repeat(129)));
+        assert_eq!(new_request_id().len(), 32);
+    }
+}

@@ -1,0 +1,147 @@
+//! Certificates chosen by SNI, swapped atomically on reload.
+//!
+//! rustls asks [`SniResolver`] for a certificate during every handshake; the resolver reads the
+//! current [`CertStore`] through an `ArcSwap`, so a reload (SIGHUP, or a certificate file changed
+//! on disk) replaces the whole store at once without touching open connections: handshakes in
+//! flight finish with the certificate they started with, new ones get the new certificate.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use palisade_config::tls::{load_cert_and_key, CertError};
+use palisade_config::{HostPattern, Tls, UnknownSni};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+
+/// One loaded certificate, for lookups and for the expiry metric.
+#[derive(Debug, Clone)]
+pub struct CertInfo {
+    pub name: String,
+    pub not_after: i64,
+}
+
+/// Every certificate of one config generation, indexed by the names it serves.
+#[derive(Debug, Default)]
+pub struct CertStore {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    /// Keyed by the part after `*.`.
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Option<Arc<CertifiedKey>>,
+    unknown_sni: Option<UnknownSni>,
+    pub info: Vec<CertInfo>,
+    /// What the files looked like when loaded, to notice changes.
+    stamps: Vec<(PathBuf, Option<FileStamp>)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStamp {
+    modified: Option<SystemTime>,
+    len: u64,
+    inode: u64,
+}
+
+fn stamp(path: &PathBuf) -> Option<FileStamp> {
+    use std::os::unix::fs::MetadataExt;
+    // `metadata` follows symlinks, so a renewal that repoints a symlink counts as a change.
+    let m = std::fs::metadata(path).ok()?;
+    Some(FileStamp {
+        modified: m.modified().ok(),
+        len: m.len(),
+        inode: m.ino(),
+    })
+}
+
+impl CertStore {
+    /// Read every certificate file of `tls`. Fails on the first unreadable or mismatched pair,
+    /// so a half-written renewal never replaces a working store.
+    pub fn load(tls: &Tls) -> Result<CertStore, CertError> {
+        let mut store = CertStore {
+            unknown_sni: Some(tls.unknown_sni),
+            ..CertStore::default()
+        };
+        for spec in &tls.certificates {
+            // Stamp before reading: a change during the read is seen on the next check.
+            store.stamps.push((spec.cert.clone(), stamp(&spec.cert)));
+            store.stamps.push((spec.key.clone(), stamp(&spec.key)));
+            let loaded = load_cert_and_key(&spec.cert, &spec.key)?;
+            for host in &spec.hosts {
+                let map = match host {
+                    HostPattern::Exact(h) => store.exact.entry(h.clone()),
+                    HostPattern::Wildcard(h) => store.wildcard.entry(h.clone()),
+                };
+                // The first certificate listed for a name wins.
+                map.or_insert_with(|| loaded.key.clone());
+            }
+            if spec.default {
+                store.default = Some(loaded.key.clone());
+            }
+            store.info.push(CertInfo {
+                name: spec.name.clone(),
+                not_after: loaded.not_after,
+            });
+        }
+        Ok(store)
+    }
+
+    /// Exact name, then wildcard, then (unless unknown names are rejected) the default.
+    pub fn lookup(&self, server_name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        if let Some(name) = server_name {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            if let Some(k) = self.exact.get(&name) {
+                return Some(k.clone());
+            }
+            if let Some((_, parent)) = name.split_once('.') {
+                if let Some(k) = self.wildcard.get(parent) {
+                    return Some(k.clone());
+                }
+            }
+        }
+        match self.unknown_sni {
+            Some(UnknownSni::Reject) => None,
+            _ => self.default.clone(),
+        }
+    }
+
+    /// Has any certificate or key file changed since this store was loaded?
+    pub fn files_changed(&self) -> bool {
+        self.stamps.iter().any(|(p, s)| stamp(p) != *s)
+    }
+}
+
+/// The rustls hook: picks the certificate for each handshake from the current store.
+#[derive(Debug)]
+pub struct SniResolver {
+    store: ArcSwap<CertStore>,
+}
+
+impl SniResolver {
+    pub fn new(store: CertStore) -> Self {
+        SniResolver {
+            store: ArcSwap::from_pointee(store),
+        }
+    }
+
+    pub fn swap(&self, store: CertStore) {
+        self.store.store(Arc::new(store));
+    }
+
+    pub fn current(&self) -> Arc<CertStore> {
+        self.store.load_full()
+    }
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let found = self.store.load().lookup(hello.server_name());
+        if found.is_none() {
+            tracing::debug!(
+                event = "tls_unknown_sni",
+                "handshake refused: no certificate for the requested name"
+            );
+        }
+        found
+    }
+}

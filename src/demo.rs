@@ -1,0 +1,172 @@
+//! `palisade demo`: the embedded default. A throwaway CA and a certificate for `localhost`, the
+//! careless demo shop on a loopback port, and Palisade in front of it with every protection
+//! that exists switched on, configured through an ordinary config file written beside the
+//! certificates (so what the demo runs is what `palisade run` would run).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use palisade_demo::pki::Ca;
+use palisade_demo::shop::DemoShop;
+
+#[derive(clap::Args)]
+pub struct DemoArgs {
+    /// Where the demo writes its CA, certificate, config and logs
+    /// [default: $TMPDIR/palisade-demo].
+    #[arg(long, value_name = "DIR")]
+    dir: Option<PathBuf>,
+    /// Plain-HTTP listener.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+    /// TLS listener.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    https: SocketAddr,
+    /// Admin listener (health, readiness).
+    #[arg(long, default_value = "127.0.0.1:9901")]
+    admin: SocketAddr,
+}
+
+pub fn run(args: DemoArgs) -> ExitCode {
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("palisade-demo"));
+    if let Err(e) = write_pki(&dir) {
+        eprintln!(
+            "palisade demo: cannot write the demo certificates in {}: {e}",
+            dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let rt = match crate::runtime(2) {
+        Ok(rt) => rt,
+        Err(code) => return code,
+    };
+    rt.block_on(async move {
+        let shop = match DemoShop::start(SocketAddr::from(([127, 0, 0, 1], 0))).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("palisade demo: cannot start the demo shop: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let config_path = dir.join("palisade.toml");
+        if let Err(e) = std::fs::write(&config_path, config_text(&args, shop.addr(), &dir)) {
+            eprintln!("palisade demo: cannot write {}: {e}", config_path.display());
+            return ExitCode::FAILURE;
+        }
+        let loaded = match palisade_config::load(&config_path) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("palisade demo: the generated config is invalid (a bug):\n{e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Err(e) = palisade_gateway::logging::init(&loaded.config.logging) {
+            eprintln!("palisade demo: {e}");
+            return ExitCode::FAILURE;
+        }
+        print_banner(&args, shop.addr(), &dir);
+        let code = crate::serve(loaded.config, Some(config_path), Duration::from_secs(2)).await;
+        shop.shutdown().await;
+        println!("palisade demo stopped.");
+        code
+    })
+}
+
+fn write_pki(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(dir)?;
+    let ca = Ca::new("Palisade Demo CA")?;
+    std::fs::write(dir.join("ca.pem"), ca.cert_pem())?;
+    let leaf = ca.issue(&["localhost", "127.0.0.1", "::1"], 30)?;
+    leaf.write(&dir.join("localhost.pem"), &dir.join("localhost.key"))?;
+    Ok(())
+}
+
+fn config_text(args: &DemoArgs, shop: SocketAddr, dir: &Path) -> String {
+    format!(
+        r#"# Written by `palisade demo`; every protection that exists is on.
+[server]
+http = "{http}"
+https = "{https}"
+admin = "{admin}"
+threads = 2
+shutdown_grace = "2s"
+
+[tls]
+unknown_sni = "default"
+watch_interval = "2s"
+
+[[certificates]]
+name = "localhost"
+cert = "localhost.pem"
+key = "localhost.key"
+hosts = ["localhost"]
+
+[[sites]]
+name = "demo-shop"
+hosts = ["localhost", "127.0.0.1"]
+upstreams = ["http://{shop}"]
+
+[sites.upstream]
+connect_timeout = "2s"
+read_timeout = "10s"
+
+[sites.upstream.health_check]
+path = "/healthz"
+interval = "5s"
+
+[sites.headers]
+content_security_policy = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'self'"
+upgrade_insecure_requests = true
+
+[sites.cookies.exceptions]
+# The shop's JavaScript reads the cart cookie, so it must stay readable (no HttpOnly).
+cart = {{ http_only = false }}
+
+[logging]
+format = "json"
+output = "{log}"
+level = "info"
+"#,
+        http = args.http,
+        https = args.https,
+        admin = args.admin,
+        log = dir.join("palisade.log").display(),
+    )
+}
+
+fn print_banner(args: &DemoArgs, shop: SocketAddr, dir: &Path) {
+    let https_port = args.https.port();
+    let base = if https_port == 443 {
+        "https://localhost".to_string()
+    } else {
+        format!("https://localhost:{https_port}")
+    };
+    let ca = dir.join("ca.pem");
+    let ca = ca.display();
+    println!(
+        r#"Palisade demo
+  demo shop (upstream, a careless legacy shop)  http://{shop}
+  gateway, plain HTTP (redirects to https)     http://localhost:{http_port}
+  gateway, HTTPS                                {base}
+  admin (health, readiness)                     http://{admin}/healthz  /readyz
+  CA certificate to trust                       {ca}
+  config                                        {config}
+  logs (JSON)                                   {log}
+
+Try:
+  curl -i http://localhost:{http_port}/search?q=shoes          # 308 to https, same path and query
+  curl -i --cacert {ca} {base}/                # no Server/X-Powered-By, HSTS, cookie flags
+  curl -i --cacert {ca} {base}/old             # Location rewritten to https
+  curl -i --cacert {ca} {base}/login -d 'username=jane&password=secret'
+  curl -i --cacert {ca} --http1.1 {base}/admin
+Ctrl-C stops it."#,
+        http_port = args.http.port(),
+        admin = args.admin,
+        config = dir.join("palisade.toml").display(),
+        log = dir.join("palisade.log").display(),
+    );
+}
