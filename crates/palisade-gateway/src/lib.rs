@@ -208,14 +208,21 @@ impl Gateway {
         Some(tokio::spawn(async move {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // A broken pair is reported once, not at every tick, until the files change again.
+            let mut refused: Option<Vec<Option<tls::FileStamp>>> = None;
             loop {
                 tick.tick().await;
                 if !resolver.current().files_changed() {
                     continue;
                 }
                 let tls = generation.load().config.tls.clone();
+                let stamps = tls::file_stamps(&tls);
+                if refused.as_ref() == Some(&stamps) {
+                    continue;
+                }
                 match CertStore::load(&tls) {
                     Ok(store) => {
+                        refused = None;
                         let names: Vec<String> =
                             store.info.iter().map(|i| i.name.clone()).collect();
                         resolver.swap(store);
@@ -223,7 +230,9 @@ impl Gateway {
                         announce(&format!("certificates reloaded names={}", names.join(",")));
                     }
                     Err(e) => {
+                        refused = Some(stamps);
                         tracing::warn!(event = "certificates_reload_failed", "certificate files changed but cannot be loaded, keeping the current ones: {e}");
+                        announce("certificates reload failed");
                     }
                 }
             }

@@ -33,14 +33,24 @@ pub struct CertStore {
     unknown_sni: Option<UnknownSni>,
     pub info: Vec<CertInfo>,
     /// What the files looked like when loaded, to notice changes.
-    stamps: Vec<(PathBuf, Option<FileStamp>)>,
+    stamps: Vec<Option<FileStamp>>,
+    paths: Vec<PathBuf>,
 }
 
+/// What a certificate or key file looks like on disk (not its content).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStamp {
+pub struct FileStamp {
     modified: Option<SystemTime>,
     len: u64,
     inode: u64,
+}
+
+/// The stamps of every certificate and key file of `tls`, in order.
+pub fn file_stamps(tls: &Tls) -> Vec<Option<FileStamp>> {
+    tls.certificates
+        .iter()
+        .flat_map(|c| [stamp(&c.cert), stamp(&c.key)])
+        .collect()
 }
 
 fn stamp(path: &PathBuf) -> Option<FileStamp> {
@@ -62,10 +72,14 @@ impl CertStore {
             unknown_sni: Some(tls.unknown_sni),
             ..CertStore::default()
         };
+        // Stamp before reading: a change during the read is seen on the next check.
+        store.stamps = file_stamps(tls);
+        store.paths = tls
+            .certificates
+            .iter()
+            .flat_map(|c| [c.cert.clone(), c.key.clone()])
+            .collect();
         for spec in &tls.certificates {
-            // Stamp before reading: a change during the read is seen on the next check.
-            store.stamps.push((spec.cert.clone(), stamp(&spec.cert)));
-            store.stamps.push((spec.key.clone(), stamp(&spec.key)));
             let loaded = load_cert_and_key(&spec.cert, &spec.key)?;
             for host in &spec.hosts {
                 let map = match host {
@@ -107,7 +121,10 @@ impl CertStore {
 
     /// Has any certificate or key file changed since this store was loaded?
     pub fn files_changed(&self) -> bool {
-        self.stamps.iter().any(|(p, s)| stamp(p) != *s)
+        self.paths
+            .iter()
+            .zip(&self.stamps)
+            .any(|(p, s)| stamp(p) != *s)
     }
 }
 

@@ -1,0 +1,148 @@
+//! A real HTTP/1.1 upstream that tells the test what it received.
+//!
+//! `GET /anything` answers 200 with a JSON echo: which backend answered, the method, the path
+//! and query, every header and the body. A few paths behave like a careless shop so the tests
+//! can check what the gateway changes on the way back.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub struct Upstream {
+    pub addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Upstream {
+    /// Start an upstream on 127.0.0.1:0 that reports itself as `name`.
+    pub async fn start(name: &'static str) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| handle(req, name));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, task }
+    }
+
+    /// An address where nothing listens (bound, then released).
+    pub fn dead_addr() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+}
+
+async fn handle(
+    req: Request<Incoming>,
+    name: &'static str,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let path = req.uri().path().to_string();
+    let resp = Response::builder();
+    let resp = match path.as_str() {
+        "/slow" => {
+            // Never answers: the gateway's read timeout must turn this into a 504.
+            std::future::pending::<()>().await;
+            resp.status(200)
+        }
+        "/fingerprint" => resp
+            .header("server", "Apache/2.2.15 (CentOS)")
+            .header("x-powered-by", "PHP/5.6.40")
+            .header("x-aspnet-version", "4.0.30319")
+            .header("x-aspnetmvc-version", "5.2")
+            .header("x-generator", "Drupal 7"),
+        "/cookies" => resp
+            .header("set-cookie", "session=s3cr3t; path=/")
+            .header("set-cookie", "cart=42; path=/")
+            .header(
+                "set-cookie",
+                "pref=dark; Path=/; Secure; HttpOnly; SameSite=Strict",
+            ),
+        "/redirect" => resp
+            .status(302)
+            .header("location", "http://shop.test/next?x=1"),
+        "/redirect-foreign" => resp
+            .status(302)
+            .header("location", "http://elsewhere.test/"),
+        "/own-frame-options" => resp.header("x-frame-options", "DENY"),
+        "/boom" => resp
+            .status(500)
+            .header("content-type", "text/plain")
+            .header("server", "Apache/2.2.15 (CentOS)"),
+        _ => resp,
+    };
+    let method = req.method().to_string();
+    let target = req.uri().to_string();
+    let mut headers = serde_json::Map::new();
+    for (k, v) in req.headers() {
+        let entry = headers
+            .entry(k.as_str().to_string())
+            .or_insert_with(|| serde_json::Value::Array(vec![]));
+        if let serde_json::Value::Array(a) = entry {
+            a.push(serde_json::Value::String(
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            ));
+        }
+    }
+    let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
+        Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
+        Err(_) => String::from("<body error>"),
+    };
+    let echo = serde_json::json!({
+        "backend": name,
+        "method": method,
+        "target": target,
+        "headers": headers,
+        "body": body,
+    });
+    Ok(resp
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(echo.to_string())))
+        .unwrap_or_default())
+}
+
+/// The upstream's echo, parsed.
+pub struct Echo(pub serde_json::Value);
+
+impl Echo {
+    pub async fn of(resp: reqwest::Response) -> Echo {
+        let text = resp.text().await.unwrap();
+        Echo(serde_json::from_str(&text).unwrap_or_else(|_| panic!("not an echo: {text}")))
+    }
+
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.0["headers"][name].as_array().map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+
+    pub fn str(&self, key: &str) -> &str {
+        self.0[key].as_str().unwrap_or_default()
+    }
+}
