@@ -145,3 +145,42 @@ async fn admin_listener_answers_health_and_readiness() {
     assert_eq!(ready["ready"], true);
     assert_eq!(ready["sites"][0]["site"], "shop");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn https_backend_is_verified_against_the_configured_ca() {
+    let pki = Pki::new();
+    let backend_cert = pki.ca.issue(&["backend.internal"], 30).unwrap();
+    let backend = Upstream::start_tls("tls-backend", &backend_cert).await;
+    let site = |extra: &str| {
+        shop_config(&[backend.addr], "")
+            .replace("\"http://", "\"https://")
+            .replace(
+                "[sites.upstream]\n",
+                &format!("[sites.upstream]\ntls_sni = \"backend.internal\"\n{extra}"),
+            )
+    };
+
+    // Trusting the private CA: the backend's certificate verifies and the request goes through.
+    let gw = Gateway::start(&pki, &site("tls_ca = \"ca.pem\"\n")).await;
+    let resp = gw
+        .client(&pki)
+        .build()
+        .get(gw.https_url("shop.test", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(Echo::of(resp).await.str("backend"), "tls-backend");
+    drop(gw);
+
+    // Without it, the system roots do not know the backend: a neutral 502, nothing proxied.
+    let gw = Gateway::start_named(&pki, "no-ca.toml", &site("")).await;
+    let resp = gw
+        .client(&pki)
+        .build()
+        .get(gw.https_url("shop.test", "/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 502);
+}

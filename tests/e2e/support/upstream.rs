@@ -49,6 +49,45 @@ impl Upstream {
         Upstream { addr, task }
     }
 
+    /// Start an upstream that speaks TLS with `cert` (issued by the test CA).
+    pub async fn start_tls(name: &'static str, cert: &palisade_demo::pki::Issued) -> Upstream {
+        let chain = vec![rustls::pki_types::CertificateDer::from(
+            cert.cert_der.clone(),
+        )];
+        let key = rustls_pemfile::private_key(&mut cert.key_pem.as_bytes())
+            .unwrap()
+            .unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let svc = service_fn(move |req| handle(req, name));
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(tls), svc)
+                        .await;
+                });
+            }
+        });
+        Upstream { addr, task }
+    }
+
     /// An address where nothing listens (bound, then released).
     pub fn dead_addr() -> SocketAddr {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
