@@ -8,5 +8,6 @@ mod cli;
 mod forwarding;
 mod hardening;
 mod https_redirect;
+mod metrics;
 mod tls;
 mod upstreams;

@@ -35,6 +35,22 @@ impl ServeHttp for AdminApp {
         let path = session.req_header().uri.path().to_string();
         match path.as_str() {
             "/healthz" => reply(200, "text/plain", "ok\n".into()),
+            "/metrics" => {
+                if let Some(m) = crate::metrics::metrics() {
+                    let gen = self.generation.load();
+                    m.backends_healthy.reset();
+                    for s in &gen.sites {
+                        m.backends_healthy
+                            .with_label_values(&[s.config.name.as_str()])
+                            .set(s.healthy_backends() as i64);
+                    }
+                }
+                reply(
+                    200,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                    crate::metrics::render(),
+                )
+            }
             "/readyz" => {
                 let gen = self.generation.load();
                 let draining = self.draining.load(Ordering::Relaxed);

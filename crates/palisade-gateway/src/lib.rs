@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod logging;
+pub mod metrics;
 pub mod proxy;
 pub mod site;
 pub mod tls;
@@ -165,12 +166,13 @@ impl Gateway {
             };
             let mut svc =
                 pingora::proxy::http_proxy_service_with_name(&conf, proxy, "palisade-https");
-            let mut settings = TlsSettings::intermediate("", "").map_err(|e| {
-                GatewayError::Certificates(palisade_config::tls::CertError::BadCertificate {
-                    path: PathBuf::new(),
-                    reason: e.to_string(),
-                })
-            })?;
+            let mut settings = TlsSettings::with_callbacks(Box::new(tls::HandshakeCounter))
+                .map_err(|e| {
+                    GatewayError::Certificates(palisade_config::tls::CertError::BadCertificate {
+                        path: PathBuf::new(),
+                        reason: e.to_string(),
+                    })
+                })?;
             settings.set_cert_resolver(resolver.clone());
             settings.enable_h2();
             svc.add_tls_with_settings(key, None, settings);
@@ -198,6 +200,10 @@ impl Gateway {
             reload_lock: tokio::sync::Mutex::new(()),
         };
         gw.watcher = gw.spawn_cert_watcher(config.tls.watch_interval);
+        if let Some(m) = metrics::metrics() {
+            m.config_generation.set(1);
+            m.config_last_reload.set(metrics::unix_now());
+        }
         Ok(gw)
     }
 
@@ -357,7 +363,16 @@ pub async fn serve_until_signal(gw: Gateway, config_path: Option<PathBuf>, grace
                     tracing::info!("SIGHUP ignored: no config file to reload");
                     continue;
                 };
-                match gw.reload(path).await {
+                let result = gw.reload(path).await;
+                if let Some(m) = metrics::metrics() {
+                    let label = if result.is_ok() { "success" } else { "failure" };
+                    m.config_reloads.with_label_values(&[label]).inc();
+                    if let Ok(id) = &result {
+                        m.config_generation.set(*id as i64);
+                        m.config_last_reload.set(metrics::unix_now());
+                    }
+                }
+                match result {
                     Ok(id) => {
                         tracing::info!(event = "config_reloaded", generation = id, "config reloaded");
                         announce(&format!("reloaded generation={id}"));

@@ -9,8 +9,12 @@ use std::fs::OpenOptions;
 use std::sync::Mutex;
 
 use palisade_config::{LogFormat, LogOutput, Logging};
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::MakeWriter;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::prelude::*;
+use tracing_subscriber::{EnvFilter, Registry};
+
+use crate::metrics::{HandshakeFailureLayer, PINGORA_LISTENER_TARGET};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoggingError {
@@ -59,12 +63,26 @@ fn install<W>(format: LogFormat, filter: EnvFilter, writer: W)
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(writer)
         .with_ansi(false);
     let _ = match format {
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => Registry::default()
+            .with(fmt.json().flatten_event(true).with_filter(filter))
+            .with(counting())
+            .try_init(),
+        LogFormat::Text => Registry::default()
+            .with(fmt.with_filter(filter))
+            .with(counting())
+            .try_init(),
     };
+}
+
+/// Counts TLS handshake failures whatever the log level says.
+fn counting<S>() -> impl tracing_subscriber::Layer<S>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    HandshakeFailureLayer
+        .with_filter(Targets::new().with_target(PINGORA_LISTENER_TARGET, tracing::Level::ERROR))
 }

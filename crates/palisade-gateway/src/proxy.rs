@@ -25,6 +25,7 @@ use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 use pingora::upstreams::peer::HttpPeer;
 use pingora::ErrorType;
 
+use crate::metrics::{metrics, status_class, Action};
 use crate::site::Generation;
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -58,6 +59,8 @@ pub struct Ctx {
     peer_trusted: bool,
     client_ip: Option<IpAddr>,
     host: String,
+    action: Action,
+    upstream_started: Option<Instant>,
 }
 
 impl Ctx {
@@ -186,6 +189,8 @@ impl ProxyHttp for EdgeProxy {
             peer_trusted: false,
             client_ip: None,
             host: String::new(),
+            action: Action::Allow,
+            upstream_started: None,
         }
     }
 
@@ -218,6 +223,7 @@ impl ProxyHttp for EdgeProxy {
             .map(|a| a.as_str().to_string())
             .or_else(|| header_str(session, &header::HOST).map(str::to_string));
         let Some(authority) = authority.filter(|a| !a.is_empty()) else {
+            ctx.action = Action::Reject;
             self.respond_page(session, ctx, 400).await?;
             return Ok(true);
         };
@@ -227,6 +233,7 @@ impl ProxyHttp for EdgeProxy {
         ctx.site = gen.site_for(&ctx.host);
         let Some(site_idx) = ctx.site else {
             // Never redirect to (or proxy for) a host we do not serve: no open redirect.
+            ctx.action = Action::Reject;
             self.respond_page(session, ctx, 421).await?;
             return Ok(true);
         };
@@ -268,6 +275,12 @@ impl ProxyHttp for EdgeProxy {
                 if has_body {
                     session.set_keepalive(None);
                 }
+                ctx.action = Action::Redirect;
+                if let (Some(m), Some(site)) = (metrics(), ctx.site()) {
+                    m.https_redirects
+                        .with_label_values(&[site.config.name.as_str()])
+                        .inc();
+                }
                 self.respond(session, ctx, 308, &[(header::LOCATION, location)], None)
                     .await?;
                 return Ok(true);
@@ -280,8 +293,16 @@ impl ProxyHttp for EdgeProxy {
         let site = ctx
             .site()
             .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(421), "no site"))?;
-        site.peer()
-            .ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no healthy backend"))
+        let peer = site.peer();
+        if peer.is_none() {
+            if let Some(m) = metrics() {
+                m.upstream_errors
+                    .with_label_values(&[site.config.name.as_str(), "no_backend"])
+                    .inc();
+            }
+        }
+        ctx.upstream_started = Some(Instant::now());
+        peer.ok_or_else(|| Error::explain(ErrorType::HTTPStatus(502), "no healthy backend"))
     }
 
     async fn upstream_request_filter(
@@ -332,8 +353,14 @@ impl ProxyHttp for EdgeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        let upstream_started = ctx.upstream_started.take();
         if let Some(site) = ctx.site() {
             site.hardening.apply(&mut PingoraHeaders(resp), ctx.https);
+            if let (Some(m), Some(start)) = (metrics(), upstream_started) {
+                m.upstream_duration
+                    .with_label_values(&[site.config.name.as_str()])
+                    .observe(start.elapsed().as_secs_f64());
+            }
         }
         if let Some(gen) = &ctx.gen {
             resp.insert_header(gen.request_id_header.clone(), ctx.request_id.as_str())?;
@@ -362,6 +389,30 @@ impl ProxyHttp for EdgeProxy {
         if ctx.gen.is_none() {
             ctx.gen = Some(self.generation.load_full());
             ctx.request_id = new_request_id();
+        }
+        if e.esource() == &ErrorSource::Upstream && code >= 500 {
+            ctx.action = Action::UpstreamError;
+            let kind = match e.etype() {
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                    "timeout"
+                }
+                ErrorType::ConnectRefused
+                | ErrorType::ConnectNoRoute
+                | ErrorType::ConnectError
+                | ErrorType::TLSHandshakeFailure
+                | ErrorType::InvalidCert => "connect",
+                _ => "other",
+            };
+            if let (Some(m), Some(site)) = (metrics(), ctx.site()) {
+                m.upstream_errors
+                    .with_label_values(&[site.config.name.as_str(), kind])
+                    .inc();
+            }
+        } else if code == 502 {
+            // No healthy backend (counted in upstream_peer).
+            ctx.action = Action::UpstreamError;
+        } else if (400..500).contains(&code) {
+            ctx.action = Action::Reject;
         }
         if code > 0 && session.response_written().is_none() {
             if let Err(err) = self.respond_page(session, ctx, code).await {
@@ -392,6 +443,11 @@ impl ProxyHttp for EdgeProxy {
             .unwrap_or(0);
         let site = ctx.site().map(|s| s.config.name.as_str()).unwrap_or("-");
         let ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(m) = metrics() {
+            m.requests
+                .with_label_values(&[site, ctx.action.as_str(), status_class(status)])
+                .inc();
+        }
         match e {
             None => tracing::info!(
                 target: "palisade::access",

@@ -119,6 +119,18 @@ impl CertStore {
         }
     }
 
+    /// Publish each certificate's notAfter (a certificate no longer configured disappears).
+    fn export_expiry(&self) {
+        if let Some(m) = crate::metrics::metrics() {
+            m.certificate_expiry.reset();
+            for c in &self.info {
+                m.certificate_expiry
+                    .with_label_values(&[c.name.as_str()])
+                    .set(c.not_after);
+            }
+        }
+    }
+
     /// Has any certificate or key file changed since this store was loaded?
     pub fn files_changed(&self) -> bool {
         self.paths
@@ -136,17 +148,35 @@ pub struct SniResolver {
 
 impl SniResolver {
     pub fn new(store: CertStore) -> Self {
+        store.export_expiry();
         SniResolver {
             store: ArcSwap::from_pointee(store),
         }
     }
 
     pub fn swap(&self, store: CertStore) {
+        store.export_expiry();
         self.store.store(Arc::new(store));
     }
 
     pub fn current(&self) -> Arc<CertStore> {
         self.store.load_full()
+    }
+}
+
+/// Counts completed handshakes (Pingora calls this once per successful handshake).
+pub struct HandshakeCounter;
+
+#[async_trait::async_trait]
+impl pingora::listeners::TlsAccept for HandshakeCounter {
+    async fn handshake_complete_callback(
+        &self,
+        _tls: &pingora::protocols::tls::TlsRef,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        if let Some(m) = crate::metrics::metrics() {
+            m.tls_handshakes.inc();
+        }
+        None
     }
 }
 

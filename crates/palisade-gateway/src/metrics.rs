@@ -1,0 +1,250 @@
+//! Threat and health metrics for Prometheus, served on the admin listener at `/metrics`.
+//!
+//! Every label is bounded by the config or by code: site and certificate names come from the
+//! config file, `action`, `status_class`, `kind`, `reason` and `result` are fixed sets. No
+//! label ever carries an IP, a path, a header value or anything a client chose.
+
+use std::sync::OnceLock;
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// What Palisade did with a request (the `action` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Proxied to the shop.
+    Allow,
+    /// Plain HTTP answered with a 308 to https.
+    Redirect,
+    /// Refused before the shop: unknown Host (421), no Host or malformed (400).
+    Reject,
+    /// The shop failed or was too slow: neutral 502/504.
+    UpstreamError,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Allow => "allow",
+            Action::Redirect => "redirect",
+            Action::Reject => "reject",
+            Action::UpstreamError => "upstream_error",
+        }
+    }
+}
+
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub https_redirects: IntCounterVec,
+    pub tls_handshakes: IntCounter,
+    pub tls_handshake_failures: IntCounter,
+    pub tls_unknown_sni: IntCounter,
+    pub certificate_expiry: IntGaugeVec,
+    pub upstream_duration: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub backends_healthy: IntGaugeVec,
+    pub config_reloads: IntCounterVec,
+    pub config_last_reload: IntGauge,
+    pub config_generation: IntGauge,
+}
+
+fn build() -> Result<Metrics, prometheus::Error> {
+    let registry = Registry::new();
+    let requests = IntCounterVec::new(
+        Opts::new(
+            "palisade_requests_total",
+            "Requests by site, what Palisade did, and response status class.",
+        ),
+        &["site", "action", "status_class"],
+    )?;
+    let https_redirects = IntCounterVec::new(
+        Opts::new(
+            "palisade_https_redirects_total",
+            "Plain-HTTP requests redirected to https.",
+        ),
+        &["site"],
+    )?;
+    let tls_handshakes = IntCounter::new(
+        "palisade_tls_handshakes_total",
+        "TLS handshakes completed on the https listener.",
+    )?;
+    let tls_handshake_failures = IntCounter::new(
+        "palisade_tls_handshake_failures_total",
+        "TLS handshakes that failed (protocol version, no shared cipher, refused name, client abort).",
+    )?;
+    let tls_unknown_sni = IntCounter::new(
+        "palisade_tls_unknown_sni_total",
+        "Handshakes for a name no certificate lists, refused because unknown_sni = \"reject\".",
+    )?;
+    let certificate_expiry = IntGaugeVec::new(
+        Opts::new(
+            "palisade_certificate_expiry_timestamp_seconds",
+            "notAfter of each loaded certificate, as Unix time.",
+        ),
+        &["name"],
+    )?;
+    let upstream_duration = HistogramVec::new(
+        HistogramOpts::new(
+            "palisade_upstream_duration_seconds",
+            "Time from choosing a backend to its response header.",
+        )
+        .buckets(vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ]),
+        &["site"],
+    )?;
+    let upstream_errors = IntCounterVec::new(
+        Opts::new(
+            "palisade_upstream_errors_total",
+            "Requests the shop could not answer: connect, timeout, no_backend, other.",
+        ),
+        &["site", "kind"],
+    )?;
+    let backends_healthy = IntGaugeVec::new(
+        Opts::new(
+            "palisade_upstream_backends_healthy",
+            "Backends currently passing health checks.",
+        ),
+        &["site"],
+    )?;
+    let config_reloads = IntCounterVec::new(
+        Opts::new(
+            "palisade_config_reloads_total",
+            "Config reloads by result (success, failure).",
+        ),
+        &["result"],
+    )?;
+    let config_last_reload = IntGauge::new(
+        "palisade_config_last_reload_success_timestamp_seconds",
+        "When the running config was loaded, as Unix time.",
+    )?;
+    let config_generation = IntGauge::new(
+        "palisade_config_generation",
+        "The generation number of the running config (1 at start, +1 per successful reload).",
+    )?;
+    let build_info = IntGaugeVec::new(
+        Opts::new(
+            "palisade_build_info",
+            "Always 1; the labels tell the version.",
+        ),
+        &["version"],
+    )?;
+    build_info
+        .with_label_values(&[env!("CARGO_PKG_VERSION")])
+        .set(1);
+    registry.register(Box::new(requests.clone()))?;
+    registry.register(Box::new(https_redirects.clone()))?;
+    registry.register(Box::new(tls_handshakes.clone()))?;
+    registry.register(Box::new(tls_handshake_failures.clone()))?;
+    registry.register(Box::new(tls_unknown_sni.clone()))?;
+    registry.register(Box::new(certificate_expiry.clone()))?;
+    registry.register(Box::new(upstream_duration.clone()))?;
+    registry.register(Box::new(upstream_errors.clone()))?;
+    registry.register(Box::new(backends_healthy.clone()))?;
+    registry.register(Box::new(config_reloads.clone()))?;
+    registry.register(Box::new(config_last_reload.clone()))?;
+    registry.register(Box::new(config_generation.clone()))?;
+    registry.register(Box::new(build_info))?;
+    // Pre-create the fixed label sets so a counter that never moved still reads 0
+    // (alerts on rate() need the series to exist).
+    for r in ["success", "failure"] {
+        config_reloads.with_label_values(&[r]);
+    }
+    Ok(Metrics {
+        registry,
+        requests,
+        https_redirects,
+        tls_handshakes,
+        tls_handshake_failures,
+        tls_unknown_sni,
+        certificate_expiry,
+        upstream_duration,
+        upstream_errors,
+        backends_healthy,
+        config_reloads,
+        config_last_reload,
+        config_generation,
+    })
+}
+
+static METRICS: OnceLock<Option<Metrics>> = OnceLock::new();
+
+/// The process-wide metrics; `None` only if registration failed (a bug, logged once).
+pub fn metrics() -> Option<&'static Metrics> {
+    METRICS
+        .get_or_init(|| match build() {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!("metrics disabled: {e}");
+                None
+            }
+        })
+        .as_ref()
+}
+
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The text exposition format.
+pub fn render() -> String {
+    let Some(m) = metrics() else {
+        return String::new();
+    };
+    let mut buf = Vec::new();
+    if TextEncoder::new()
+        .encode(&m.registry.gather(), &mut buf)
+        .is_err()
+    {
+        return String::new();
+    }
+    String::from_utf8(buf).unwrap_or_default()
+}
+
+/// Counts TLS handshake failures from Pingora's listener, which reports them only as a log
+/// record (`Downstream handshake error …`): a `tracing` layer watching that one target.
+pub struct HandshakeFailureLayer;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for HandshakeFailureLayer {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Msg(bool);
+        impl tracing::field::Visit for Msg {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "message" {
+                    self.0 = format!("{value:?}").starts_with("Downstream handshake");
+                }
+            }
+        }
+        let mut msg = Msg(false);
+        event.record(&mut msg);
+        if msg.0 {
+            if let Some(m) = metrics() {
+                m.tls_handshake_failures.inc();
+            }
+        }
+    }
+}
+
+/// The target Pingora's listener logs handshake failures under.
+pub const PINGORA_LISTENER_TARGET: &str = "pingora_core::services::listening";

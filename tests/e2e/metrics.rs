@@ -1,0 +1,199 @@
+//! Prometheus metrics on the admin listener move with what the gateway does, carry no
+//! unbounded labels, and pass `promtool check metrics`.
+
+use std::process::{Command, Stdio};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::support::*;
+
+async fn scrape(gw: &Gateway) -> String {
+    reqwest::get(format!("http://{}/metrics", gw.admin))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// The value of the sample whose name and labels start with `series`.
+fn value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_allowed_redirected_rejected_and_failed_requests() {
+    let shop = Upstream::start("shop").await;
+    let pki = Pki::new();
+    let extra = format!(
+        // No health check: the request itself finds the backend down (a connect error).
+        "\n[[sites]]\nname = \"down\"\nhosts = [\"a.other.test\"]\nupstreams = [\"http://{}\"]\n[sites.upstream.health_check]\nenabled = false\n",
+        Upstream::dead_addr()
+    );
+    let gw = Gateway::start(&pki, &shop_config(&[shop.addr], &extra)).await;
+    let client = gw.client(&pki).http1_only().build();
+
+    for _ in 0..3 {
+        assert_eq!(
+            client
+                .get(gw.https_url("shop.test", "/"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    assert_eq!(
+        client
+            .get(gw.http_url("shop.test", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        308
+    );
+    let r = client
+        .get(gw.https_url("shop.test", "/"))
+        .header("host", "unknown.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 421);
+    assert_eq!(
+        client
+            .get(gw.https_url("a.other.test", "/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        502
+    );
+    // A TLS 1.0-only client: the handshake fails.
+    let mut tcp = tokio::net::TcpStream::connect(gw.https).await.unwrap();
+    tcp.write_all(&[0x16, 0x03, 0x01, 0x00, 0x05, 0x01, 0x00, 0x00, 0x01, 0x00])
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let _ = tcp.read_to_end(&mut sink).await;
+
+    let m = scrape(&gw).await;
+
+    assert_eq!(
+        value(
+            &m,
+            "palisade_requests_total{action=\"allow\",site=\"shop\",status_class=\"2xx\"}"
+        ),
+        3.0,
+        "{m}"
+    );
+    assert_eq!(
+        value(
+            &m,
+            "palisade_requests_total{action=\"redirect\",site=\"shop\",status_class=\"3xx\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "palisade_requests_total{action=\"reject\",site=\"-\",status_class=\"4xx\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "palisade_requests_total{action=\"upstream_error\",site=\"down\",status_class=\"5xx\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(&m, "palisade_https_redirects_total{site=\"shop\"}"),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "palisade_upstream_errors_total{kind=\"connect\",site=\"down\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &m,
+            "palisade_upstream_duration_seconds_count{site=\"shop\"}"
+        ),
+        3.0
+    );
+    assert!(value(&m, "palisade_tls_handshakes_total") >= 1.0, "{m}");
+    assert!(
+        value(&m, "palisade_tls_handshake_failures_total") >= 1.0,
+        "{m}"
+    );
+    assert!(
+        value(
+            &m,
+            "palisade_certificate_expiry_timestamp_seconds{name=\"shop\"}"
+        ) > 1.7e9
+    );
+    assert_eq!(value(&m, "palisade_config_generation"), 1.0);
+    assert_eq!(value(&m, "palisade_build_info{version="), 1.0);
+    // No label carries an address, a path or a client-chosen host.
+    for forbidden in ["127.0.0.1", "unknown.test", "/"] {
+        assert!(
+            m.lines()
+                .filter(|l| !l.starts_with('#'))
+                .all(|l| !l.contains(forbidden)),
+            "a label carries `{forbidden}`"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promtool_accepts_the_live_metrics() {
+    let shop = Upstream::start("shop").await;
+    let pki = Pki::new();
+    let gw = Gateway::start(&pki, &shop_config(&[shop.addr], "")).await;
+    let client = gw.client(&pki).build();
+    client
+        .get(gw.https_url("shop.test", "/"))
+        .send()
+        .await
+        .unwrap();
+
+    let m = scrape(&gw).await;
+    let Ok(mut promtool) = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "promtool must be installed in CI (./dev test does)"
+        );
+        eprintln!("promtool not installed: skipped (./dev test installs it)");
+        return;
+    };
+    use std::io::Write;
+    promtool
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(m.as_bytes())
+        .unwrap();
+    let out = promtool.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
