@@ -204,3 +204,43 @@ async fn demo_starts_answers_and_stops_on_ctrl_c() {
         "logs were written where the demo said"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_in_flight_requests_finish() {
+    let shop = Upstream::start("shop").await;
+    let pki = Pki::new();
+    let gw = Gateway::start(
+        &pki,
+        &shop_config(&[shop.addr], "")
+            .replace("shutdown_grace = \"1s\"", "shutdown_grace = \"20s\""),
+    )
+    .await;
+    let client = gw.client(&pki).build();
+    let url = gw.https_url("shop.test", "/hold");
+    let in_flight = tokio::spawn(async move { client.get(url).send().await });
+    shop.hold.arrived.notified().await;
+
+    gw.signal("TERM");
+    // Shutdown has begun once readiness says so (or the admin listener is gone).
+    let admin = reqwest::Client::new();
+    loop {
+        match admin
+            .get(format!("http://{}/readyz", gw.admin))
+            .send()
+            .await
+        {
+            Ok(r) if r.status() == 503 => break,
+            Err(_) => break,
+            Ok(_) => tokio::task::yield_now().await,
+        }
+    }
+    shop.hold.release.notify_one();
+
+    let resp = in_flight.await.unwrap().unwrap();
+    assert_eq!(
+        resp.status(),
+        200,
+        "the request in flight at SIGTERM completed"
+    );
+    assert!(gw.exited().await.success());
+}

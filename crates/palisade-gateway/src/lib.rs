@@ -84,6 +84,7 @@ pub struct Gateway {
     services: Vec<JoinHandle<()>>,
     watcher: Option<JoinHandle<()>>,
     draining: Arc<AtomicBool>,
+    inflight: Arc<proxy::InFlight>,
     next_generation: AtomicU64,
     /// Reload and the certificate watcher both swap certificates; one at a time.
     reload_lock: tokio::sync::Mutex<()>,
@@ -141,6 +142,7 @@ impl Gateway {
         let draining = Arc::new(AtomicBool::new(false));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let conf = Arc::new(ServerConf::default());
+        let inflight = Arc::new(proxy::InFlight::default());
         let mut services = Vec::new();
 
         let resolver = if https.is_some() {
@@ -153,6 +155,7 @@ impl Gateway {
             let proxy = EdgeProxy {
                 listener: Listener::Plain,
                 generation: generation.clone(),
+                inflight: inflight.clone(),
             };
             let mut svc =
                 pingora::proxy::http_proxy_service_with_name(&conf, proxy, "palisade-http");
@@ -163,6 +166,7 @@ impl Gateway {
             let proxy = EdgeProxy {
                 listener: Listener::Tls,
                 generation: generation.clone(),
+                inflight: inflight.clone(),
             };
             let mut svc =
                 pingora::proxy::http_proxy_service_with_name(&conf, proxy, "palisade-https");
@@ -196,6 +200,7 @@ impl Gateway {
             services,
             watcher: None,
             draining,
+            inflight,
             next_generation: AtomicU64::new(2),
             reload_lock: tokio::sync::Mutex::new(()),
         };
@@ -288,7 +293,11 @@ impl Gateway {
         }
         let _ = self.shutdown_tx.send(true);
         let services = std::mem::take(&mut self.services);
-        let all = futures_join(services);
+        let inflight = self.inflight.clone();
+        let all = async move {
+            futures_join(services).await;
+            inflight.wait_idle().await;
+        };
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!(
                 event = "shutdown_timeout",

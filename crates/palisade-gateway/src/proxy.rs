@@ -45,6 +45,47 @@ pub enum Listener {
 pub struct EdgeProxy {
     pub listener: Listener,
     pub generation: Arc<ArcSwap<Generation>>,
+    pub inflight: Arc<InFlight>,
+}
+
+/// Requests between `new_ctx` and the end of `logging`, so shutdown can wait for them.
+#[derive(Default)]
+pub struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+}
+
+impl InFlight {
+    fn enter(self: &Arc<Self>) -> InFlightGuard {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        InFlightGuard(self.clone())
+    }
+
+    /// Resolves once no request is in flight.
+    pub async fn wait_idle(&self) {
+        loop {
+            let notified = self.idle.notified();
+            if self.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+struct InFlightGuard(Arc<InFlight>);
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        if self
+            .0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 /// Per-request state.
@@ -61,6 +102,7 @@ pub struct Ctx {
     host: String,
     action: Action,
     upstream_started: Option<Instant>,
+    _inflight: InFlightGuard,
 }
 
 impl Ctx {
@@ -191,6 +233,7 @@ impl ProxyHttp for EdgeProxy {
             host: String::new(),
             action: Action::Allow,
             upstream_started: None,
+            _inflight: self.inflight.enter(),
         }
     }
 

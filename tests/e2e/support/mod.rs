@@ -225,6 +225,21 @@ impl Gateway {
         self.child.wait().unwrap()
     }
 
+    /// Wait (bounded) for the process to exit by itself.
+    pub async fn exited(mut self) -> std::process::ExitStatus {
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "gateway did not exit"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }

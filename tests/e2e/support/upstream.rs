@@ -14,12 +14,22 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
 use tokio::net::TcpListener;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 pub struct Upstream {
     pub addr: SocketAddr,
+    /// `GET /hold` arrives here and waits until the test releases it.
+    pub hold: Arc<Hold>,
     task: JoinHandle<()>,
+}
+
+#[derive(Default)]
+pub struct Hold {
+    pub arrived: Notify,
+    pub release: Notify,
 }
 
 impl Drop for Upstream {
@@ -33,20 +43,23 @@ impl Upstream {
     pub async fn start(name: &'static str) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let hold = Arc::new(Hold::default());
+        let h = hold.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                let h = h.clone();
                 tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(req, name));
+                    let svc = service_fn(move |req| handle(req, name, h.clone()));
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)
                         .await;
                 });
             }
         });
-        Upstream { addr, task }
+        Upstream { addr, hold, task }
     }
 
     /// Start an upstream that speaks TLS with `cert` (issued by the test CA).
@@ -68,24 +81,27 @@ impl Upstream {
         let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let hold = Arc::new(Hold::default());
+        let h = hold.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
                 let acceptor = acceptor.clone();
+                let h = h.clone();
                 tokio::spawn(async move {
                     let Ok(tls) = acceptor.accept(stream).await else {
                         return;
                     };
-                    let svc = service_fn(move |req| handle(req, name));
+                    let svc = service_fn(move |req| handle(req, name, h.clone()));
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(tls), svc)
                         .await;
                 });
             }
         });
-        Upstream { addr, task }
+        Upstream { addr, hold, task }
     }
 
     /// An address where nothing listens (bound, then released).
@@ -98,10 +114,16 @@ impl Upstream {
 async fn handle(
     req: Request<Incoming>,
     name: &'static str,
+    hold: Arc<Hold>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let path = req.uri().path().to_string();
     let resp = Response::builder();
     let resp = match path.as_str() {
+        "/hold" => {
+            hold.arrived.notify_one();
+            hold.release.notified().await;
+            resp
+        }
         "/slow" => {
             // Never answers: the gateway's read timeout must turn this into a 504.
             std::future::pending::<()>().await;
