@@ -17,7 +17,7 @@ async fn untrusted_client_cannot_forge_its_address_or_scheme() {
     let gw = Gateway::start(&pki, &config(shop.addr)).await;
     let client = gw
         .client(&pki)
-        .from_ip("127.0.0.1".parse().unwrap())
+        .source_ip("127.0.0.1".parse().unwrap())
         .build();
 
     let resp = client
@@ -49,7 +49,7 @@ async fn trusted_proxy_chain_is_extended_and_its_client_believed() {
     let gw = Gateway::start(&pki, &config(shop.addr)).await;
     let proxy = gw
         .client(&pki)
-        .from_ip("127.0.0.2".parse().unwrap())
+        .source_ip("127.0.0.2".parse().unwrap())
         .build();
 
     let resp = proxy

@@ -138,7 +138,7 @@ async fn site_behind_a_tls_load_balancer_trusts_its_forwarded_proto() {
     // The load balancer (a trusted proxy) says the client used https.
     let lb = gw
         .client(&pki)
-        .from_ip("127.0.0.2".parse().unwrap())
+        .source_ip("127.0.0.2".parse().unwrap())
         .build();
     let resp = lb
         .get(gw.http_url("shop.test", "/"))

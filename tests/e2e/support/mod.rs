@@ -296,7 +296,7 @@ impl ClientBuilder {
         self
     }
 
-    pub fn from_ip(mut self, ip: IpAddr) -> Self {
+    pub fn source_ip(mut self, ip: IpAddr) -> Self {
         self.inner = self.inner.local_address(ip);
         self
     }
