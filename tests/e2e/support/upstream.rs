@@ -41,25 +41,7 @@ impl Drop for Upstream {
 impl Upstream {
     /// Start an upstream on 127.0.0.1:0 that reports itself as `name`.
     pub async fn start(name: &'static str) -> Upstream {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let hold = Arc::new(Hold::default());
-        let h = hold.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let h = h.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| handle(req, name, h.clone()));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
-        Upstream { addr, hold, task }
+        Self::serve(name, None).await
     }
 
     /// Start an upstream that speaks TLS with `cert` (issued by the test CA).
@@ -70,7 +52,7 @@ impl Upstream {
         let key = rustls_pemfile::private_key(&mut cert.key_pem.as_bytes())
             .unwrap()
             .unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()
@@ -78,7 +60,14 @@ impl Upstream {
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        Self::serve(
+            name,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))),
+        )
+        .await
+    }
+
+    async fn serve(name: &'static str, tls: Option<tokio_rustls::TlsAcceptor>) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let hold = Arc::new(Hold::default());
@@ -88,16 +77,17 @@ impl Upstream {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let acceptor = acceptor.clone();
-                let h = h.clone();
+                let (tls, h) = (tls.clone(), h.clone());
                 tokio::spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else {
-                        return;
-                    };
                     let svc = service_fn(move |req| handle(req, name, h.clone()));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), svc)
-                        .await;
+                    let conn = http1::Builder::new();
+                    let _ = match tls {
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(s) => conn.serve_connection(TokioIo::new(s), svc).await,
+                            Err(_) => return,
+                        },
+                        None => conn.serve_connection(TokioIo::new(stream), svc).await,
+                    };
                 });
             }
         });
