@@ -155,6 +155,35 @@ async fn metrics_count_allowed_redirected_rejected_and_failed_requests() {
     }
 }
 
+/// `promtool`, or `None` outside CI when it is not installed (`./dev test` installs it).
+fn promtool() -> Option<Command> {
+    if Command::new("promtool").arg("--version").output().is_ok() {
+        return Some(Command::new("promtool"));
+    }
+    assert!(std::env::var_os("CI").is_none(), "promtool must be installed in CI (./dev test does)");
+    eprintln!("promtool not installed: skipped (./dev test installs it)");
+    None
+}
+
+#[test]
+fn shipped_alert_rules_and_scrape_config_pass_promtool() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/prometheus");
+    for args in [
+        vec!["check", "rules", "palisade-alerts.yml"],
+        vec!["check", "config", "prometheus.yml"],
+        vec!["test", "rules", "palisade-alerts.test.yml"],
+    ] {
+        let Some(mut cmd) = promtool() else { return };
+        let out = cmd.args(&args).current_dir(&dir).output().unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn promtool_accepts_the_live_metrics() {
     let shop = Upstream::start("shop").await;
