@@ -11,3 +11,4 @@ mod https_redirect;
 mod metrics;
 mod tls;
 mod upstreams;
+mod waf;

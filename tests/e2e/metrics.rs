@@ -160,7 +160,10 @@ fn promtool() -> Option<Command> {
     if Command::new("promtool").arg("--version").output().is_ok() {
         return Some(Command::new("promtool"));
     }
-    assert!(std::env::var_os("CI").is_none(), "promtool must be installed in CI (./dev test does)");
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "promtool must be installed in CI (./dev test does)"
+    );
     eprintln!("promtool not installed: skipped (./dev test installs it)");
     None
 }

@@ -647,6 +647,25 @@ impl Ctx {
 
         let headers = self.compile_headers(&site.headers);
         let cookies = self.compile_cookies(&site.cookies);
+        let waf = if site.waf.enabled == Some(false) {
+            self.warn(span, format!("site `{name}`: the WAF is disabled"));
+            None
+        } else {
+            match palisade_waf::compile(&site.waf) {
+                Ok(engine) => Some(WafEngine(std::sync::Arc::new(engine))),
+                Err(errors) => {
+                    for e in errors {
+                        let at = if e.span.is_empty() {
+                            site.name.span()
+                        } else {
+                            e.span.clone()
+                        };
+                        self.err(&at, format!("waf: {}", e.message));
+                    }
+                    None
+                }
+            }
+        };
         Some(Site {
             name,
             hosts,
@@ -655,6 +674,7 @@ impl Ctx {
             hsts,
             headers,
             cookies,
+            waf,
         })
     }
 

@@ -178,6 +178,23 @@ pub struct Site {
     pub hsts: Hsts,
     pub headers: HeaderPolicy,
     pub cookies: CookiePolicy,
+    /// The site's compiled WAF (`None` when `[sites.waf] enabled = false`).
+    pub waf: Option<WafEngine>,
+}
+
+/// A compiled rule set, shared by every request of a config generation.
+#[derive(Clone)]
+pub struct WafEngine(pub std::sync::Arc<palisade_waf::Engine>);
+
+impl std::fmt::Debug for WafEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "WafEngine({} rules, {})",
+            self.0.rule_count(),
+            self.0.mode()
+        )
+    }
 }
 
 #[derive(Debug, Clone)]

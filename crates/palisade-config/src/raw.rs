@@ -72,6 +72,9 @@ pub struct RawSite {
     pub headers: RawHeaders,
     #[serde(default)]
     pub cookies: RawCookies,
+    /// The WAF's own settings table (validated by `palisade_waf::compile`).
+    #[serde(default)]
+    pub waf: palisade_waf::WafSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod proxy;
 pub mod site;
 pub mod tls;
+pub mod waf;
 
 use std::net::SocketAddr;
 use std::os::fd::IntoRawFd;

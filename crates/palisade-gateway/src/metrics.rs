@@ -22,6 +22,10 @@ pub enum Action {
     Reject,
     /// The shop failed or was too slow: neutral 502/504.
     UpstreamError,
+    /// The WAF blocked it (403).
+    Block,
+    /// The WAF would have blocked it, but it is in detect-only mode: proxied, logged, counted.
+    Detect,
 }
 
 impl Action {
@@ -31,6 +35,8 @@ impl Action {
             Action::Redirect => "redirect",
             Action::Reject => "reject",
             Action::UpstreamError => "upstream_error",
+            Action::Block => "block",
+            Action::Detect => "detect",
         }
     }
 }
@@ -49,6 +55,7 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     pub config_last_reload: IntGauge,
     pub config_generation: IntGauge,
+    pub waf_matches: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -125,6 +132,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "palisade_config_generation",
         "The generation number of the running config (1 at start, +1 per successful reload).",
     )?;
+    let waf_matches = IntCounterVec::new(
+        Opts::new(
+            "palisade_waf_matches_total",
+            "WAF rule matches by site, rule category and mode (block: counts towards blocking; detect: reported only).",
+        ),
+        &["site", "category", "mode"],
+    )?;
     let build_info = IntGaugeVec::new(
         Opts::new(
             "palisade_build_info",
@@ -147,6 +161,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(config_reloads.clone()))?;
     registry.register(Box::new(config_last_reload.clone()))?;
     registry.register(Box::new(config_generation.clone()))?;
+    registry.register(Box::new(waf_matches.clone()))?;
     registry.register(Box::new(build_info))?;
     // Pre-create the fixed label sets so a counter that never moved still reads 0
     // (alerts on rate() need the series to exist).
@@ -167,6 +182,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         config_reloads,
         config_last_reload,
         config_generation,
+        waf_matches,
     })
 }
 

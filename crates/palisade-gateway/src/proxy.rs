@@ -27,6 +27,7 @@ use pingora::ErrorType;
 
 use crate::metrics::{metrics, status_class, Action};
 use crate::site::Generation;
+use crate::waf::{self, BodyPlan, Hold};
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
@@ -102,6 +103,8 @@ pub struct Ctx {
     host: String,
     action: Action,
     upstream_started: Option<Instant>,
+    /// A body held back for inspection (large or chunked bodies).
+    hold: Option<Hold>,
     _inflight: InFlightGuard,
 }
 
@@ -209,6 +212,59 @@ impl EdgeProxy {
         Ok(())
     }
 
+    /// Run the site's WAF on the request; `Ok(true)` when a response was written (403/413).
+    async fn waf_request(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let Some(engine) = ctx
+            .site()
+            .and_then(|s| s.config.waf.as_ref())
+            .map(|w| w.0.clone())
+        else {
+            return Ok(false);
+        };
+        let verdict = match waf::plan_body(session, &engine) {
+            BodyPlan::TooLarge => {
+                ctx.action = Action::Reject;
+                self.respond_page(session, ctx, 413).await?;
+                return Ok(true);
+            }
+            BodyPlan::None => waf::inspect(&engine, session, None, false),
+            BodyPlan::ReadNow => {
+                let body = waf::read_small_body(session).await?;
+                waf::inspect(&engine, session, Some(&body), false)
+            }
+            BodyPlan::Hold(limit) => {
+                // Headers alone may already be enough to block; otherwise the body phase
+                // inspects everything again (and reports it once).
+                let verdict = waf::inspect(&engine, session, None, false);
+                if verdict.action != palisade_waf::Action::Block {
+                    ctx.hold = Some(Hold {
+                        buf: bytes::BytesMut::new(),
+                        limit,
+                    });
+                    return Ok(false);
+                }
+                verdict
+            }
+        };
+        if self.enforce(ctx, &verdict) {
+            self.respond_page(session, ctx, 403).await?;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Record a verdict; true when the request must be blocked.
+    fn enforce(&self, ctx: &mut Ctx, verdict: &palisade_waf::Verdict) -> bool {
+        let site = ctx.site().map(|s| s.config.name.as_str()).unwrap_or("-");
+        let block = waf::record(verdict, site, &ctx.request_id);
+        if block {
+            ctx.action = Action::Block;
+        } else if verdict.action == palisade_waf::Action::Detect {
+            ctx.action = Action::Detect;
+        }
+        block
+    }
+
     async fn respond_page(&self, session: &mut Session, ctx: &Ctx, status: u16) -> Result<()> {
         let json = error_page::wants_json(header_str(session, &header::ACCEPT));
         let page = error_page::render(status, &ctx.request_id, json);
@@ -233,6 +289,7 @@ impl ProxyHttp for EdgeProxy {
             host: String::new(),
             action: Action::Allow,
             upstream_started: None,
+            hold: None,
             _inflight: self.inflight.enter(),
         }
     }
@@ -329,7 +386,51 @@ impl ProxyHttp for EdgeProxy {
                 return Ok(true);
             }
         }
-        Ok(false)
+        self.waf_request(session, ctx).await
+    }
+
+    async fn request_body_filter(
+        &self,
+        session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(hold) = ctx.hold.as_mut() else {
+            return Ok(());
+        };
+        if let Some(chunk) = body.take() {
+            hold.buf.extend_from_slice(&chunk);
+        }
+        if hold.buf.len() < hold.limit && !end_of_stream {
+            // Keep holding: nothing goes to the shop yet. (An empty chunk, not `None`, which
+            // Pingora would take for the end of the body.)
+            *body = Some(Bytes::new());
+            return Ok(());
+        }
+        let Some(hold) = ctx.hold.take() else {
+            return Ok(());
+        };
+        let Some(engine) = ctx
+            .site()
+            .and_then(|s| s.config.waf.as_ref())
+            .map(|w| w.0.clone())
+        else {
+            *body = Some(hold.buf.freeze());
+            return Ok(());
+        };
+        let truncated = hold.buf.len() > hold.limit || !end_of_stream;
+        if truncated && engine.body_overflow() == palisade_waf::BodyOverflow::Reject {
+            ctx.action = Action::Reject;
+            return Error::e_explain(ErrorType::HTTPStatus(413), "body over the inspection limit");
+        }
+        let inspected = hold.buf.len().min(hold.limit);
+        let verdict = waf::inspect(&engine, session, hold.buf.get(..inspected), truncated);
+        if self.enforce(ctx, &verdict) {
+            return Error::e_explain(ErrorType::HTTPStatus(403), "blocked by the WAF");
+        }
+        *body = Some(hold.buf.freeze());
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
@@ -454,7 +555,7 @@ impl ProxyHttp for EdgeProxy {
         } else if code == 502 {
             // No healthy backend (counted in upstream_peer).
             ctx.action = Action::UpstreamError;
-        } else if (400..500).contains(&code) {
+        } else if (400..500).contains(&code) && ctx.action == Action::Allow {
             ctx.action = Action::Reject;
         }
         if code > 0 && session.response_written().is_none() {

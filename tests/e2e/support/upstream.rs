@@ -30,6 +30,15 @@ pub struct Upstream {
 pub struct Hold {
     pub arrived: Notify,
     pub release: Notify,
+    /// Every complete request (headers and whole body) that reached this upstream.
+    pub requests: std::sync::atomic::AtomicUsize,
+}
+
+impl Upstream {
+    /// How many complete requests reached this upstream so far.
+    pub fn requests(&self) -> usize {
+        self.hold.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Drop for Upstream {
@@ -160,8 +169,11 @@ async fn handle(
     }
     let body = match Limited::new(req.into_body(), 1 << 20).collect().await {
         Ok(b) => String::from_utf8_lossy(&b.to_bytes()).into_owned(),
-        Err(_) => String::from("<body error>"),
+        // An aborted body: the request never completed, so it does not count as received.
+        Err(_) => return Ok(Response::new(Full::new(Bytes::new()))),
     };
+    hold.requests
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     let echo = serde_json::json!({
         "backend": name,
         "method": method,
