@@ -118,6 +118,10 @@ read_timeout = "10s"
 path = "/healthz"
 interval = "5s"
 
+[sites.waf]
+# The built-in rule set, blocking (403) at the default paranoia level and anomaly threshold.
+mode = "block"
+
 [sites.headers]
 content_security_policy = "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'self'"
 upgrade_insecure_requests = true
@@ -162,6 +166,8 @@ Try:
   curl -i --cacert {ca} {base}/                # no Server/X-Powered-By, HSTS, cookie flags
   curl -i --cacert {ca} {base}/old             # Location rewritten to https
   curl -i --cacert {ca} {base}/login -d 'username=jane&password=secret'
+  curl -i --cacert {ca} "{base}/search?q=%3Cscript%3Ealert(1)%3C/script%3E"   # 403: the WAF
+  curl -i --cacert {ca} "{base}/search?q=1'+UNION+SELECT+password+FROM+users--"  # 403
   curl -i --cacert {ca} --http1.1 {base}/admin
 Ctrl-C stops it."#,
         http_port = args.http.port(),

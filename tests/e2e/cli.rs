@@ -179,6 +179,13 @@ async fn demo_starts_answers_and_stops_on_ctrl_c() {
         "{cookies:?}"
     );
 
+    let xss = client
+        .get(format!("{base}/search?q=%3Cscript%3Ealert(1)%3C/script%3E"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(xss.status(), 403, "the demo runs the WAF in block mode");
+
     let old = client.get(format!("{base}/old")).send().await.unwrap();
     assert_eq!(header_values(&old, "location"), [format!("{base}/")]);
 
