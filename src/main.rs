@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use palisade_gateway::{announce, serve_until_signal, Gateway};
+use palisade_gateway::{announce, serve_until_signal, Gateway, Signals};
 
 const EX_CONFIG: u8 = 78;
 
@@ -114,11 +114,18 @@ async fn serve(
     config_path: Option<PathBuf>,
     grace: Duration,
 ) -> ExitCode {
+    let signals = match Signals::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("palisade: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match Gateway::start(config).await {
         Ok(gw) => {
             tracing::info!(event = "ready", addrs = %gw.addrs, "palisade is serving");
             announce(&format!("ready {}", gw.addrs));
-            serve_until_signal(gw, config_path, grace).await;
+            serve_until_signal(gw, signals, config_path, grace).await;
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -806,10 +806,21 @@ impl Ctx {
             .as_ref()
             .map(|s| s.get_ref().clone())
             .unwrap_or_else(|| "info".to_string());
+        let redaction = match &l.redaction {
+            None => palisade_redact::RedactSettings::default(),
+            Some(r) => {
+                if let Err(e) = palisade_redact::Redactor::new(r.get_ref()) {
+                    self.err(&r.span(), format!("redaction: {e}"));
+                }
+                r.get_ref().clone()
+            }
+        };
         Logging {
             format,
             output,
             level,
+            access_log: l.access_log.unwrap_or(true),
+            redaction,
         }
     }
 }

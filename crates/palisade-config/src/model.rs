@@ -401,4 +401,8 @@ pub struct Logging {
     pub output: LogOutput,
     /// A tracing `EnvFilter` directive such as `info` or `palisade=debug,pingora=warn`.
     pub level: String,
+    /// One JSON (or text) line per request on target `palisade::access`.
+    pub access_log: bool,
+    /// What every log line is cleaned of; always applied.
+    pub redaction: palisade_redact::RedactSettings,
 }

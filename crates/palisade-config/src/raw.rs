@@ -150,4 +150,7 @@ pub struct RawLogging {
     pub format: Option<S<String>>,
     pub output: Option<S<String>>,
     pub level: Option<S<String>>,
+    pub access_log: Option<bool>,
+    /// What is masked in every log line (validated by `palisade_redact::Redactor::new`).
+    pub redaction: Option<S<palisade_redact::RedactSettings>>,
 }

@@ -355,17 +355,41 @@ pub fn announce(line: &str) {
     let _ = out.flush();
 }
 
-/// Run until SIGINT/SIGTERM, reloading `config_path` on SIGHUP.
-pub async fn serve_until_signal(gw: Gateway, config_path: Option<PathBuf>, grace: Duration) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::hangup()),
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::error!("cannot install signal handlers");
-        return;
-    };
+/// The signals the gateway obeys, installed before it announces `ready` so that a signal sent
+/// right after that line is never lost to the default action (which would kill the process).
+pub struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Must be called inside the tokio runtime.
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            usr1: signal(SignalKind::user_defined1())?,
+        })
+    }
+}
+
+/// Run until SIGINT/SIGTERM, reloading `config_path` on SIGHUP and reopening the log on SIGUSR1.
+pub async fn serve_until_signal(
+    gw: Gateway,
+    signals: Signals,
+    config_path: Option<PathBuf>,
+    grace: Duration,
+) {
+    let Signals {
+        mut hup,
+        mut term,
+        mut int,
+        mut usr1,
+    } = signals;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -391,6 +415,15 @@ pub async fn serve_until_signal(gw: Gateway, config_path: Option<PathBuf>, grace
                         tracing::error!(event = "config_reload_failed", "reload refused, still serving generation {}: {e}", gw.generation());
                         announce(&format!("reload failed generation={}", gw.generation()));
                     }
+                }
+            }
+            _ = usr1.recv() => {
+                match logging::reopen() {
+                    Ok(()) => {
+                        tracing::info!(event = "log_reopened", "log file reopened");
+                        announce("log reopened");
+                    }
+                    Err(e) => tracing::error!(event = "log_reopen_failed", "cannot reopen the log file: {e}"),
                 }
             }
             _ = term.recv() => break,

@@ -105,6 +105,10 @@ pub struct Ctx {
     upstream_started: Option<Instant>,
     /// A body held back for inspection (large or chunked bodies).
     hold: Option<Hold>,
+    /// The WAF's rule ids and score, for the access line.
+    waf_rules: String,
+    waf_score: u32,
+    upstream_ms: Option<f64>,
     _inflight: InFlightGuard,
 }
 
@@ -134,6 +138,18 @@ impl HeaderStore for PingoraHeaders<'_> {
     fn remove(&mut self, name: &HeaderName) {
         let _ = self.0.remove_header(name);
     }
+}
+
+/// At most `max` bytes of `s`, cut on a character boundary, with `…` when cut.
+fn cap(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 pub fn new_request_id() -> String {
@@ -257,6 +273,15 @@ impl EdgeProxy {
     fn enforce(&self, ctx: &mut Ctx, verdict: &palisade_waf::Verdict) -> bool {
         let site = ctx.site().map(|s| s.config.name.as_str()).unwrap_or("-");
         let block = waf::record(verdict, site, &ctx.request_id);
+        if !verdict.matches.is_empty() {
+            ctx.waf_score = verdict.score;
+            ctx.waf_rules = verdict
+                .matches
+                .iter()
+                .map(|m| m.rule_id.as_str())
+                .collect::<Vec<_>>()
+                .join(",");
+        }
         if block {
             ctx.action = Action::Block;
         } else if verdict.action == palisade_waf::Action::Detect {
@@ -290,6 +315,9 @@ impl ProxyHttp for EdgeProxy {
             action: Action::Allow,
             upstream_started: None,
             hold: None,
+            waf_rules: String::new(),
+            waf_score: 0,
+            upstream_ms: None,
             _inflight: self.inflight.enter(),
         }
     }
@@ -497,13 +525,17 @@ impl ProxyHttp for EdgeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
-        let upstream_started = ctx.upstream_started.take();
+        let upstream_secs = ctx
+            .upstream_started
+            .take()
+            .map(|t| t.elapsed().as_secs_f64());
+        ctx.upstream_ms = upstream_secs.map(|s| s * 1000.0);
         if let Some(site) = ctx.site() {
             site.hardening.apply(&mut PingoraHeaders(resp), ctx.https);
-            if let (Some(m), Some(start)) = (metrics(), upstream_started) {
+            if let (Some(m), Some(secs)) = (metrics(), upstream_secs) {
                 m.upstream_duration
                     .with_label_values(&[site.config.name.as_str()])
-                    .observe(start.elapsed().as_secs_f64());
+                    .observe(secs);
             }
         }
         if let Some(gen) = &ctx.gen {
@@ -592,17 +624,52 @@ impl ProxyHttp for EdgeProxy {
                 .with_label_values(&[site, ctx.action.as_str(), status_class(status)])
                 .inc();
         }
+        if !crate::logging::access_log_enabled() {
+            return;
+        }
         // One event per request at one level, so an access log never has holes; the error kind
-        // (never its text, which may quote the request) says what went wrong.
+        // (never its text, which may quote the request) says what went wrong. Values a client
+        // chose are redacted here before being capped (so a cut can never leave half a card
+        // number), and again by the writer every log line goes through.
+        let red = crate::logging::redactor();
+        let req = session.req_header();
+        let path = cap(red.redact(req.uri.path()).as_ref(), 1024);
+        let query = cap(red.redact(req.uri.query().unwrap_or("")).as_ref(), 2048);
+        let user_agent = req
+            .headers
+            .get(header::USER_AGENT)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let user_agent = cap(red.redact(&user_agent).as_ref(), 512);
+        let client_ip = ctx
+            .client_ip
+            .map(|ip| red.client_ip(ip))
+            .unwrap_or_default();
+        let tls = session
+            .digest()
+            .and_then(|d| d.ssl_digest.as_ref())
+            .map(|s| s.version.to_string())
+            .unwrap_or_default();
+        let http_version = format!("{:?}", req.version);
         tracing::info!(
             target: "palisade::access",
             request_id = %ctx.request_id,
             site,
-            method = %session.req_header().method,
+            client_ip = %client_ip,
+            method = %req.method,
+            path = %path,
+            query = %query,
+            http_version = %http_version,
             status,
-            action = ctx.action.as_str(),
-            https = ctx.https,
+            bytes_in = session.body_bytes_read(),
+            bytes_out = session.body_bytes_sent(),
             duration_ms = ms,
+            upstream_ms = ctx.upstream_ms.unwrap_or(-1.0),
+            user_agent = %user_agent,
+            tls_version = %tls,
+            action = ctx.action.as_str(),
+            waf_rules = %ctx.waf_rules,
+            waf_score = ctx.waf_score,
             error = e.map(|e| e.etype().as_str()).unwrap_or(""),
         );
     }
