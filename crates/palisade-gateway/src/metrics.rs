@@ -56,6 +56,7 @@ pub struct Metrics {
     pub config_last_reload: IntGauge,
     pub config_generation: IntGauge,
     pub waf_matches: IntCounterVec,
+    pub redactions: IntCounterVec,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -139,6 +140,16 @@ fn build() -> Result<Metrics, prometheus::Error> {
         ),
         &["site", "category", "mode"],
     )?;
+    let redactions = IntCounterVec::new(
+        Opts::new(
+            "palisade_redactions_total",
+            "Sensitive values masked in log lines, by kind (card, cvv, secret, bearer, jwt, auth_header, cookie, api_key, email, iban).",
+        ),
+        &["kind"],
+    )?;
+    for kind in palisade_redact::Kind::ALL {
+        redactions.with_label_values(&[kind.as_str()]);
+    }
     let build_info = IntGaugeVec::new(
         Opts::new(
             "palisade_build_info",
@@ -162,6 +173,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(config_last_reload.clone()))?;
     registry.register(Box::new(config_generation.clone()))?;
     registry.register(Box::new(waf_matches.clone()))?;
+    registry.register(Box::new(redactions.clone()))?;
     registry.register(Box::new(build_info))?;
     // Pre-create the fixed label sets so a counter that never moved still reads 0
     // (alerts on rate() need the series to exist).
@@ -183,6 +195,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         config_last_reload,
         config_generation,
         waf_matches,
+        redactions,
     })
 }
 
@@ -224,6 +237,16 @@ pub fn render() -> String {
     let Some(m) = metrics() else {
         return String::new();
     };
+    // The redactor counts with its own atomics (it sits below the logging layer); bring the
+    // counters up to date. One scrape at a time, so a delta is never added twice.
+    static SYNC: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    {
+        let _guard = SYNC.lock().unwrap_or_else(|p| p.into_inner());
+        for (kind, total) in crate::logging::redactor().counts() {
+            let c = m.redactions.with_label_values(&[kind.as_str()]);
+            c.inc_by(total.saturating_sub(c.get()));
+        }
+    }
     let mut buf = Vec::new();
     if TextEncoder::new()
         .encode(&m.registry.gather(), &mut buf)

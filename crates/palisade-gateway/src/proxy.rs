@@ -648,7 +648,7 @@ impl ProxyHttp for EdgeProxy {
         let tls = session
             .digest()
             .and_then(|d| d.ssl_digest.as_ref())
-            .map(|s| s.version.to_string())
+            .map(|s| s.version.replace('_', "."))
             .unwrap_or_default();
         let http_version = format!("{:?}", req.version);
         tracing::info!(
