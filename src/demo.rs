@@ -23,9 +23,12 @@ pub struct DemoArgs {
     /// TLS listener.
     #[arg(long, default_value = "127.0.0.1:8443")]
     https: SocketAddr,
-    /// Admin listener (health, readiness).
+    /// Admin listener (health, readiness, metrics).
     #[arg(long, default_value = "127.0.0.1:9901")]
     admin: SocketAddr,
+    /// Where the demo writes all its logs [default: the demo directory].
+    #[arg(long, value_name = "DIR")]
+    log_dir: Option<PathBuf>,
 }
 
 pub fn run(args: DemoArgs) -> ExitCode {
@@ -53,7 +56,8 @@ pub fn run(args: DemoArgs) -> ExitCode {
             }
         };
         let config_path = dir.join("palisade.toml");
-        if let Err(e) = std::fs::write(&config_path, config_text(&args, shop.addr(), &dir)) {
+        let log_dir = args.log_dir.clone().unwrap_or_else(|| dir.clone());
+        if let Err(e) = std::fs::write(&config_path, config_text(&args, shop.addr(), &log_dir)) {
             eprintln!("palisade demo: cannot write {}: {e}", config_path.display());
             return ExitCode::FAILURE;
         }
@@ -68,7 +72,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
             eprintln!("palisade demo: {e}");
             return ExitCode::FAILURE;
         }
-        print_banner(&args, shop.addr(), &dir);
+        print_banner(&args, shop.addr(), &dir, &log_dir);
         let code = crate::serve(loaded.config, Some(config_path), Duration::from_secs(2)).await;
         shop.shutdown().await;
         println!("palisade demo stopped.");
@@ -85,7 +89,7 @@ fn write_pki(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn config_text(args: &DemoArgs, shop: SocketAddr, dir: &Path) -> String {
+fn config_text(args: &DemoArgs, shop: SocketAddr, log_dir: &Path) -> String {
     format!(
         r#"# Written by `palisade demo`; every protection that exists is on.
 [server]
@@ -138,11 +142,11 @@ level = "info"
         http = args.http,
         https = args.https,
         admin = args.admin,
-        log = dir.join("palisade.log").display(),
+        log = log_dir.join("palisade.log").display(),
     )
 }
 
-fn print_banner(args: &DemoArgs, shop: SocketAddr, dir: &Path) {
+fn print_banner(args: &DemoArgs, shop: SocketAddr, dir: &Path, log_dir: &Path) {
     let https_port = args.https.port();
     let base = if https_port == 443 {
         "https://localhost".to_string()
@@ -156,10 +160,10 @@ fn print_banner(args: &DemoArgs, shop: SocketAddr, dir: &Path) {
   demo shop (upstream, a careless legacy shop)  http://{shop}
   gateway, plain HTTP (redirects to https)     http://localhost:{http_port}
   gateway, HTTPS                                {base}
-  admin (health, readiness)                     http://{admin}/healthz  /readyz
+  admin (health, readiness, metrics)            http://{admin}/healthz  /readyz  /metrics
   CA certificate to trust                       {ca}
   config                                        {config}
-  logs (JSON)                                   {log}
+  logs (JSON, redacted)                         {log}
 
 Try:
   curl -i http://localhost:{http_port}/search?q=shoes          # 308 to https, same path and query
@@ -173,6 +177,6 @@ Ctrl-C stops it."#,
         http_port = args.http.port(),
         admin = args.admin,
         config = dir.join("palisade.toml").display(),
-        log = dir.join("palisade.log").display(),
+        log = log_dir.join("palisade.log").display(),
     );
 }

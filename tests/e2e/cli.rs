@@ -131,6 +131,8 @@ async fn demo_starts_answers_and_stops_on_ctrl_c() {
         ])
         .arg("--dir")
         .arg(dir.path())
+        .arg("--log-dir")
+        .arg(dir.path().join("logs"))
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(dir.path().join("stderr")).unwrap())
         .spawn()
@@ -204,11 +206,27 @@ async fn demo_starts_answers_and_stops_on_ctrl_c() {
         [format!("{base}/search?q=shoes")]
     );
 
-    let log = dir.path().join("palisade.log");
+    let login = client
+        .post(format!(
+            "{base}/login?next=%2Faccount&password=Sup3rS3cretPw"
+        ))
+        .form(&[("username", "jane"), ("password", "Sup3rS3cretPw")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+
+    let log = dir.path().join("logs").join("palisade.log");
     assert!(gw.stop().success(), "stops cleanly on Ctrl-C");
+    let log = read(&log);
     assert!(
-        read(&log).contains("\"request_id\""),
+        log.contains("\"request_id\""),
         "logs were written where the demo said"
+    );
+    assert!(log.contains("\"path\":\"/login\""));
+    assert!(
+        !log.contains("Sup3rS3cretPw"),
+        "the password never reaches the log"
     );
 }
 
