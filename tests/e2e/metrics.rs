@@ -229,3 +229,41 @@ async fn promtool_accepts_the_live_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_can_require_a_bearer_token() {
+    let shop = Upstream::start("shop").await;
+    let pki = Pki::new();
+    let config = shop_config(&[shop.addr], "").replace(
+        "shutdown_grace",
+        "metrics_token = \"s3cr3t-scrape-t0ken\"\nshutdown_grace",
+    );
+    let gw = Gateway::start(&pki, &config).await;
+    let http = reqwest::Client::new();
+    let url = format!("http://{}/metrics", gw.admin);
+
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 401);
+    assert_eq!(
+        http.get(&url)
+            .bearer_auth("wrong-token-value!!")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+    let ok = http
+        .get(&url)
+        .bearer_auth("s3cr3t-scrape-t0ken")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 200);
+    assert!(ok.text().await.unwrap().contains("palisade_build_info"));
+    let health = http
+        .get(format!("http://{}/healthz", gw.admin))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200, "health stays open for probes");
+}

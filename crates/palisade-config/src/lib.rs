@@ -382,6 +382,18 @@ impl Ctx {
             }
         };
         let shutdown_grace = self.duration(&raw.shutdown_grace, Duration::from_secs(10));
+        let metrics_token = raw.metrics_token.as_ref().and_then(|t| {
+            let v = t.get_ref();
+            if v.len() < 16 || !v.bytes().all(|b| b.is_ascii_graphic()) {
+                self.err(
+                    &t.span(),
+                    "metrics_token must be at least 16 printable characters",
+                );
+                None
+            } else {
+                Some(v.clone())
+            }
+        });
         Server {
             http,
             https,
@@ -390,6 +402,7 @@ impl Ctx {
             trusted_proxies: TrustedProxies::new(nets),
             request_id_header,
             shutdown_grace,
+            metrics_token,
         }
     }
 

@@ -33,6 +33,8 @@ pub struct Server {
     pub request_id_header: String,
     /// How long in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<String>,
 }
 
 /// Peers whose `X-Forwarded-*`, `X-Real-IP` and request-id headers are believed.

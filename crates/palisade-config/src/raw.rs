@@ -37,6 +37,7 @@ pub struct RawServer {
     pub trusted_proxies: Vec<S<String>>,
     pub request_id_header: Option<S<String>>,
     pub shutdown_grace: Option<S<String>>,
+    pub metrics_token: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

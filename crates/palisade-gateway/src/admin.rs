@@ -17,6 +17,14 @@ pub struct AdminApp {
     pub draining: Arc<AtomicBool>,
 }
 
+/// Compare without an early exit, so timing does not reveal how much of a token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn reply(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
     let body = body.into_bytes();
     Response::builder()
@@ -36,6 +44,25 @@ impl ServeHttp for AdminApp {
         match path.as_str() {
             "/healthz" => reply(200, "text/plain", "ok\n".into()),
             "/metrics" => {
+                let token = self.generation.load().config.server.metrics_token.clone();
+                if let Some(token) = token {
+                    let given = session
+                        .req_header()
+                        .headers
+                        .get(http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.strip_prefix("Bearer "))
+                        .unwrap_or("");
+                    if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                        let mut r = reply(401, "text/plain", "unauthorized\n".into());
+                        if let Ok(v) =
+                            http::HeaderValue::from_str("Bearer realm=\"palisade-metrics\"")
+                        {
+                            r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+                        }
+                        return r;
+                    }
+                }
                 if let Some(m) = crate::metrics::metrics() {
                     let gen = self.generation.load();
                     m.backends_healthy.reset();
