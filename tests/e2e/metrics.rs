@@ -267,3 +267,59 @@ async fn metrics_can_require_a_bearer_token() {
         .unwrap();
     assert_eq!(health.status(), 200, "health stays open for probes");
 }
+
+#[test]
+fn grafana_dashboard_queries_parse_and_use_only_registered_metrics() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/grafana");
+    let dashboard: serde_json::Value = serde_json::from_str(&read(&dir.join("palisade.json")))
+        .expect("the dashboard is valid JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().unwrap().to_string())
+        .collect();
+    assert!(exprs.len() >= 15);
+
+    // Every metric a panel reads is one the gateway registers (vectors without observations
+    // are not in a fresh scrape, so the registry's source is the reference).
+    let registered = read(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("crates/palisade-gateway/src/metrics.rs"),
+    );
+    for expr in &exprs {
+        for name in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            if name.starts_with("palisade_") {
+                let base = name.trim_end_matches("_bucket");
+                assert!(
+                    registered.contains(&format!("\"{base}\"")),
+                    "the dashboard reads `{name}`, which the gateway does not register"
+                );
+            }
+        }
+    }
+    let pki = Pki::new();
+
+    // Every query is valid PromQL (with Grafana's variables filled in).
+    let Some(mut cmd) = promtool() else { return };
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        let e = e
+            .replace("$__rate_interval", "5m")
+            .replace("$instance", ".*")
+            .replace("$site", ".*");
+        rules.push_str(&format!(
+            "      - record: dashboard:q{i}\n        expr: {}\n",
+            serde_json::to_string(&e).unwrap()
+        ));
+    }
+    let file = pki.path("dashboard-rules.yml");
+    std::fs::write(&file, rules).unwrap();
+    let out = cmd.args(["check", "rules"]).arg(&file).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
