@@ -47,6 +47,22 @@ pub fn run(args: DemoArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(code) => return code,
     };
+    // The back office's basic-auth password, hashed for the config and printed for the user.
+    let admin_password: String = {
+        use rand::Rng;
+        const A: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+        let mut rng = rand::thread_rng();
+        (0..16)
+            .map(|_| A[rng.gen_range(0..A.len())] as char)
+            .collect()
+    };
+    let admin_hash = match bcrypt::hash(&admin_password, 10) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("palisade demo: cannot hash the demo password: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     rt.block_on(async move {
         let shop = match DemoShop::start(SocketAddr::from(([127, 0, 0, 1], 0))).await {
             Ok(s) => s,
@@ -57,7 +73,10 @@ pub fn run(args: DemoArgs) -> ExitCode {
         };
         let config_path = dir.join("palisade.toml");
         let log_dir = args.log_dir.clone().unwrap_or_else(|| dir.clone());
-        if let Err(e) = std::fs::write(&config_path, config_text(&args, shop.addr(), &log_dir)) {
+        if let Err(e) = std::fs::write(
+            &config_path,
+            config_text(&args, shop.addr(), &log_dir, &admin_hash),
+        ) {
             eprintln!("palisade demo: cannot write {}: {e}", config_path.display());
             return ExitCode::FAILURE;
         }
@@ -72,7 +91,7 @@ pub fn run(args: DemoArgs) -> ExitCode {
             eprintln!("palisade demo: {e}");
             return ExitCode::FAILURE;
         }
-        print_banner(&args, shop.addr(), &dir, &log_dir);
+        print_banner(&args, shop.addr(), &dir, &log_dir, &admin_password);
         let code = crate::serve(loaded.config, Some(config_path), Duration::from_secs(2)).await;
         shop.shutdown().await;
         println!("palisade demo stopped.");
@@ -89,7 +108,7 @@ fn write_pki(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn config_text(args: &DemoArgs, shop: SocketAddr, log_dir: &Path) -> String {
+fn config_text(args: &DemoArgs, shop: SocketAddr, log_dir: &Path, admin_hash: &str) -> String {
     format!(
         r#"# Written by `palisade demo`; every protection that exists is on.
 [server]
@@ -122,6 +141,26 @@ read_timeout = "10s"
 path = "/healthz"
 interval = "5s"
 
+# Five violations (429s, WAF blocks, failed logins) within ten minutes: banned for two minutes.
+[sites.bans]
+violations = 5
+window = "10m"
+ban = "2m"
+statuses = [401]
+
+# Card testing and credential stuffing: five login attempts per minute per client.
+[[sites.routes]]
+name = "login"
+path = "/login"
+methods = ["POST"]
+rate_limit = {{ key = "ip", rate = "5/min", burst = 5 }}
+
+# The back office, behind basic auth (the password is printed by the demo).
+[[sites.routes]]
+name = "admin"
+path = "/admin"
+basic_auth = {{ realm = "Ye Olde Back Office", users = [{{ name = "admin", hash = "{admin_hash}" }}] }}
+
 [sites.waf]
 # The built-in rule set, blocking (403) at the default paranoia level and anomaly threshold.
 mode = "block"
@@ -146,7 +185,13 @@ level = "info"
     )
 }
 
-fn print_banner(args: &DemoArgs, shop: SocketAddr, dir: &Path, log_dir: &Path) {
+fn print_banner(
+    args: &DemoArgs,
+    shop: SocketAddr,
+    dir: &Path,
+    log_dir: &Path,
+    admin_password: &str,
+) {
     let https_port = args.https.port();
     let base = if https_port == 443 {
         "https://localhost".to_string()
@@ -172,7 +217,8 @@ Try:
   curl -i --cacert {ca} {base}/login -d 'username=jane&password=secret'
   curl -i --cacert {ca} "{base}/search?q=%3Cscript%3Ealert(1)%3C/script%3E"   # 403: the WAF
   curl -i --cacert {ca} "{base}/search?q=1'+UNION+SELECT+password+FROM+users--"  # 403
-  curl -i --cacert {ca} --http1.1 {base}/admin
+  curl -i --cacert {ca} -u admin:{admin_password} {base}/admin    # basic auth (401 without)
+  for i in 1 2 3 4 5 6; do curl -s -o /dev/null -w '%{{http_code}} ' --cacert {ca} {base}/login -d 'username=a&password=b'; done   # 6th: 429
 Ctrl-C stops it."#,
         http_port = args.http.port(),
         admin = args.admin,

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 78 (`EX_CONFIG`) invalid config, 1 any other failure.
 
+mod bans;
 mod demo;
 
 use std::path::PathBuf;
@@ -11,7 +12,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use palisade_gateway::{announce, serve_until_signal, Gateway, Signals};
 
-const EX_CONFIG: u8 = 78;
+pub(crate) const EX_CONFIG: u8 = 78;
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +39,8 @@ enum Command {
     },
     /// Run a demo: a careless legacy shop on loopback with Palisade in front of it.
     Demo(demo::DemoArgs),
+    /// List or lift bans on a running gateway (through its admin listener).
+    Bans(bans::BansArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
         Command::Demo(args) => demo::run(args),
+        Command::Bans(args) => bans::run(args),
     }
 }
 

@@ -206,6 +206,25 @@ async fn demo_starts_answers_and_stops_on_ctrl_c() {
         [format!("{base}/search?q=shoes")]
     );
 
+    // The back office is behind basic auth; the demo printed the password.
+    let password = gw
+        .banner
+        .iter()
+        .find_map(|l| l.split("-u admin:").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("the banner prints the admin password")
+        .to_string();
+    let admin = client.get(format!("{base}/admin")).send().await.unwrap();
+    assert_eq!(admin.status(), 401);
+    assert!(header_values(&admin, "www-authenticate")[0].starts_with("Basic realm="));
+    let admin = client
+        .get(format!("{base}/admin"))
+        .basic_auth("admin", Some(&password))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(admin.status(), 200);
+
     let login = client
         .post(format!(
             "{base}/login?next=%2Faccount&password=Sup3rS3cretPw"
@@ -215,6 +234,18 @@ async fn demo_starts_answers_and_stops_on_ctrl_c() {
         .await
         .unwrap();
     assert_eq!(login.status(), 200);
+    // Five logins per minute per client: the sixth within the minute gets 429.
+    let mut statuses = vec![login.status().as_u16()];
+    for _ in 0..5 {
+        let r = client
+            .post(format!("{base}/login"))
+            .form(&[("username", "jane"), ("password", "guess")])
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429]);
 
     let log = dir.path().join("logs").join("palisade.log");
     assert!(gw.stop().success(), "stops cleanly on Ctrl-C");

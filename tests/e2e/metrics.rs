@@ -236,7 +236,7 @@ async fn metrics_can_require_a_bearer_token() {
     let pki = Pki::new();
     let config = shop_config(&[shop.addr], "").replace(
         "shutdown_grace",
-        "metrics_token = \"s3cr3t-scrape-t0ken\"\nshutdown_grace",
+        "admin_token = \"s3cr3t-scrape-t0ken\"\nshutdown_grace",
     );
     let gw = Gateway::start(&pki, &config).await;
     let http = reqwest::Client::new();

@@ -258,6 +258,7 @@ impl Ctx {
     fn compile(&mut self, file: FileConfig) -> Config {
         let server = self.compile_server(&file.server);
         let tls = self.compile_tls(&file.tls, &file.certificates);
+        let has_client_ca = tls.client_ca.is_some();
         let mut sites = Vec::new();
         let mut names: HashMap<String, Range<usize>> = HashMap::new();
         let mut hosts: HashMap<HostPattern, String> = HashMap::new();
@@ -271,7 +272,7 @@ impl Ctx {
                     format!("site name `{name}` is used twice; names must be unique"),
                 );
             }
-            if let Some(compiled) = self.compile_site(site, &span) {
+            if let Some(compiled) = self.compile_site(site, &span, has_client_ca) {
                 for (h, hs) in compiled.hosts.iter().zip(site.hosts.get_ref()) {
                     if let Some(other) = hosts.insert(h.clone(), compiled.name.clone()) {
                         self.err(
@@ -306,12 +307,18 @@ impl Ctx {
             }
         }
         let logging = self.compile_logging(&file.logging);
+        let cluster = file.cluster.as_ref().map(|c| {
+            let fallback = c.span();
+            self.limits(c.get_ref().validate(), &fallback);
+            c.get_ref().clone()
+        });
         Config {
             source: self.file.clone(),
             server,
             tls,
             sites,
             logging,
+            cluster,
         }
     }
 
@@ -382,12 +389,12 @@ impl Ctx {
             }
         };
         let shutdown_grace = self.duration(&raw.shutdown_grace, Duration::from_secs(10));
-        let metrics_token = raw.metrics_token.as_ref().and_then(|t| {
+        let admin_token = raw.admin_token.as_ref().and_then(|t| {
             let v = t.get_ref();
             if v.len() < 16 || !v.bytes().all(|b| b.is_ascii_graphic()) {
                 self.err(
                     &t.span(),
-                    "metrics_token must be at least 16 printable characters",
+                    "admin_token must be at least 16 printable characters",
                 );
                 None
             } else {
@@ -402,7 +409,7 @@ impl Ctx {
             trusted_proxies: TrustedProxies::new(nets),
             request_id_header,
             shutdown_grace,
-            metrics_token,
+            admin_token,
         }
     }
 
@@ -508,14 +515,118 @@ impl Ctx {
                 first.default = true;
             }
         }
+        let client_ca = raw.client_ca.as_ref().and_then(|p| {
+            let path = self.path(p.get_ref());
+            match std::fs::read(&path) {
+                Ok(pem) if rustls_pemfile::certs(&mut pem.as_slice()).any(|c| c.is_ok()) => {
+                    Some(path)
+                }
+                Ok(_) => {
+                    self.err(
+                        &p.span(),
+                        format!("{}: no PEM certificate found", path.display()),
+                    );
+                    None
+                }
+                Err(e) => {
+                    self.err(&p.span(), format!("cannot read {}: {e}", path.display()));
+                    None
+                }
+            }
+        });
         Tls {
             unknown_sni,
             watch_interval,
             certificates,
+            client_ca,
         }
     }
 
-    fn compile_site(&mut self, site: &RawSite, span: &Range<usize>) -> Option<Site> {
+    /// Report a limits-crate validation error at its own span (or `fallback` when it has none).
+    fn limits(
+        &mut self,
+        r: Result<(), palisade_limits::LimitsConfigError>,
+        fallback: &Range<usize>,
+    ) {
+        if let Err(e) = r {
+            let at = if e.span.is_empty() {
+                fallback.clone()
+            } else {
+                e.span.clone()
+            };
+            self.err(&at, e.message);
+        }
+    }
+
+    fn compile_routes(&mut self, site: &RawSite, has_client_ca: bool) -> Vec<Route> {
+        let mut routes = Vec::new();
+        let mut names: HashMap<String, ()> = HashMap::new();
+        for r in &site.routes {
+            let span = r.span();
+            let r = r.get_ref();
+            let name = r.name.get_ref().clone();
+            if names.insert(name.clone(), ()).is_some() {
+                self.err(
+                    &r.name.span(),
+                    format!("route name `{name}` is used twice in this site"),
+                );
+            }
+            if !r.path.get_ref().starts_with('/') {
+                self.err(&r.path.span(), "route path must start with `/`");
+            }
+            let mut methods = Vec::new();
+            for m in &r.methods {
+                let v = m.get_ref().to_ascii_uppercase();
+                if v.is_empty() || !v.bytes().all(|b| b.is_ascii_uppercase()) {
+                    self.err(
+                        &m.span(),
+                        format!("`{}` is not an HTTP method", m.get_ref()),
+                    );
+                }
+                methods.push(v);
+            }
+            if let Some(rl) = &r.rate_limit {
+                self.limits(rl.validate(), &span);
+            }
+            if let Some(b) = &r.basic_auth {
+                let fallback = b.span();
+                self.limits(b.get_ref().validate(), &fallback);
+            }
+            if let Some(k) = &r.api_keys {
+                let fallback = k.span();
+                self.limits(k.get_ref().validate(), &fallback);
+            }
+            let mut allow = Vec::new();
+            for a in &r.allow {
+                match parse_cidr(a.get_ref()) {
+                    Ok(n) => allow.push(n),
+                    Err(e) => self.err(&a.span(), e),
+                }
+            }
+            let client_cert = r.client_cert.as_ref().is_some_and(|c| *c.get_ref());
+            if let (true, false, Some(c)) = (client_cert, has_client_ca, &r.client_cert) {
+                self.err(&c.span(), "client_cert = true needs `[tls] client_ca` (the CA client certificates are verified against)");
+            }
+            routes.push(Route {
+                name,
+                path: normalize_path(r.path.get_ref()),
+                methods,
+                rate_limit: r.rate_limit.clone(),
+                basic_auth: r.basic_auth.as_ref().map(|b| b.get_ref().clone()),
+                allow,
+                api_keys: r.api_keys.as_ref().map(|k| k.get_ref().clone()),
+                client_cert,
+            });
+        }
+        routes
+    }
+
+    fn compile_site(
+        &mut self,
+        site: &RawSite,
+        span: &Range<usize>,
+        has_client_ca: bool,
+    ) -> Option<Site> {
         let name = site.name.get_ref().clone();
         if name.is_empty()
             || !name
@@ -679,6 +790,17 @@ impl Ctx {
                 }
             }
         };
+        let access = site.access.as_ref().map(|a| {
+            let fallback = a.span();
+            self.limits(a.get_ref().validate(), &fallback);
+            a.get_ref().clone()
+        });
+        let bans = site.bans.as_ref().map(|b| {
+            let fallback = b.span();
+            self.limits(b.get_ref().validate(), &fallback);
+            b.get_ref().clone()
+        });
+        let routes = self.compile_routes(site, has_client_ca);
         Some(Site {
             name,
             hosts,
@@ -688,6 +810,9 @@ impl Ctx {
             headers,
             cookies,
             waf,
+            access,
+            bans,
+            routes,
         })
     }
 

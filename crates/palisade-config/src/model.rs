@@ -18,6 +18,7 @@ pub struct Config {
     pub tls: Tls,
     pub sites: Vec<Site>,
     pub logging: Logging,
+    pub cluster: Option<palisade_limits::ClusterSettings>,
 }
 
 #[derive(Debug, Clone)]
@@ -34,7 +35,7 @@ pub struct Server {
     /// How long in-flight requests get to finish on shutdown.
     pub shutdown_grace: Duration,
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
-    pub metrics_token: Option<String>,
+    pub admin_token: Option<String>,
 }
 
 /// Peers whose `X-Forwarded-*`, `X-Real-IP` and request-id headers are believed.
@@ -88,6 +89,8 @@ pub struct Tls {
     /// still reloads).
     pub watch_interval: Option<Duration>,
     pub certificates: Vec<CertificateSpec>,
+    /// CA for optional client certificates (routes with `client_cert = true` require one).
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +185,88 @@ pub struct Site {
     pub cookies: CookiePolicy,
     /// The site's compiled WAF (`None` when `[sites.waf] enabled = false`).
     pub waf: Option<WafEngine>,
+    pub access: Option<palisade_limits::AccessSettings>,
+    pub bans: Option<palisade_limits::EscalationSettings>,
+    pub routes: Vec<Route>,
+}
+
+/// Limits and access rules for the requests whose normalised path starts with `path`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub name: String,
+    /// Lower-case, percent-decoded, dot segments resolved: see [`normalize_path`].
+    pub path: String,
+    /// Upper-case; empty means every method.
+    pub methods: Vec<String>,
+    pub rate_limit: Option<palisade_limits::RateLimitSettings>,
+    pub basic_auth: Option<palisade_limits::BasicAuthSettings>,
+    /// When not empty, only these client addresses may use the route.
+    pub allow: Vec<IpNet>,
+    pub api_keys: Option<palisade_limits::ApiKeySettings>,
+    /// Require a client certificate verified against `[tls] client_ca`.
+    pub client_cert: bool,
+}
+
+impl Route {
+    /// Does this route cover a request? `path` must come from [`normalize_path`].
+    pub fn matches(&self, method: &str, path: &str) -> bool {
+        path.starts_with(self.path.as_str())
+            && (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+    }
+}
+
+/// The form of a path that access rules are matched against, so `/Admin`, `//admin`,
+/// `/%61dmin`, `/x/../admin` and `/admin/./` all count as `/admin…`: percent-decoded (once per
+/// pass, until stable, bounded), backslashes as slashes, duplicate slashes collapsed, `.` and
+/// `..` segments resolved, lower-cased. Bounded work: at most 4 decoding passes.
+pub fn normalize_path(raw: &str) -> String {
+    let mut s = raw.to_string();
+    for _ in 0..4 {
+        let decoded = percent_decode(&s);
+        if decoded == s {
+            break;
+        }
+        s = decoded;
+    }
+    let s = s.replace('\\', "/").to_ascii_lowercase();
+    let mut out: Vec<&str> = Vec::new();
+    for seg in s.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    let mut path = String::with_capacity(s.len() + 1);
+    for seg in &out {
+        path.push('/');
+        path.push_str(seg);
+    }
+    if path.is_empty() || s.ends_with('/') {
+        path.push('/');
+    }
+    path
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            let hex = |c: u8| (c as char).to_digit(16);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A compiled rule set, shared by every request of a config generation.

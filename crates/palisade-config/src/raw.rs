@@ -24,6 +24,8 @@ pub struct FileConfig {
     pub sites: Vec<S<RawSite>>,
     #[serde(default)]
     pub logging: RawLogging,
+    /// Share limits and bans with other instances through Redis.
+    pub cluster: Option<S<palisade_limits::ClusterSettings>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -37,7 +39,7 @@ pub struct RawServer {
     pub trusted_proxies: Vec<S<String>>,
     pub request_id_header: Option<S<String>>,
     pub shutdown_grace: Option<S<String>>,
-    pub metrics_token: Option<S<String>>,
+    pub admin_token: Option<S<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +47,8 @@ pub struct RawServer {
 pub struct RawTls {
     pub unknown_sni: Option<S<String>>,
     pub watch_interval: Option<S<String>>,
+    /// CA whose client certificates are accepted (optional mTLS; routes opt in).
+    pub client_ca: Option<S<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -76,6 +80,28 @@ pub struct RawSite {
     /// The WAF's own settings table (validated by `palisade_waf::compile`).
     #[serde(default)]
     pub waf: palisade_waf::WafSettings,
+    /// Operator allow/deny CIDR lists for the site.
+    pub access: Option<S<palisade_limits::AccessSettings>>,
+    /// Escalation of repeated violations to timed bans.
+    pub bans: Option<S<palisade_limits::EscalationSettings>>,
+    #[serde(default)]
+    pub routes: Vec<S<RawRoute>>,
+}
+
+/// A part of a site with its own limits and access rules, matched by path prefix (and method).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoute {
+    pub name: S<String>,
+    pub path: S<String>,
+    #[serde(default)]
+    pub methods: Vec<S<String>>,
+    pub rate_limit: Option<palisade_limits::RateLimitSettings>,
+    pub basic_auth: Option<S<palisade_limits::BasicAuthSettings>>,
+    #[serde(default)]
+    pub allow: Vec<S<String>>,
+    pub api_keys: Option<S<palisade_limits::ApiKeySettings>>,
+    pub client_cert: Option<S<bool>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

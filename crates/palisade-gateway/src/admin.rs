@@ -25,6 +25,52 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+impl AdminApp {
+    fn list_bans(&self) -> Response<Vec<u8>> {
+        let gen = self.generation.load();
+        let now = std::time::SystemTime::now();
+        let mut bans = Vec::new();
+        for (site, list) in gen.limits_state.all_bans() {
+            for b in list.list_at(now) {
+                bans.push(serde_json::json!({
+                    "site": site,
+                    "ip": b.ip.to_string(),
+                    "until": b.until,
+                    "reason": b.reason,
+                }));
+            }
+        }
+        reply(
+            200,
+            "application/json",
+            format!("{}\n", serde_json::json!({ "bans": bans })),
+        )
+    }
+
+    fn lift_ban(&self, ip: &str) -> Response<Vec<u8>> {
+        let Ok(ip) = ip.parse::<std::net::IpAddr>() else {
+            return reply(400, "text/plain", "not an IP address\n".into());
+        };
+        let gen = self.generation.load();
+        let lifted = gen
+            .limits_state
+            .all_bans()
+            .iter()
+            .filter(|(_, b)| b.lift(ip))
+            .count();
+        tracing::info!(
+            event = "ban_lifted",
+            sites = lifted,
+            "ban lifted through the admin listener"
+        );
+        reply(
+            200,
+            "application/json",
+            format!("{}\n", serde_json::json!({ "lifted": lifted })),
+        )
+    }
+}
+
 fn reply(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
     let body = body.into_bytes();
     Response::builder()
@@ -41,10 +87,40 @@ fn reply(status: u16, content_type: &str, body: String) -> Response<Vec<u8>> {
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let path = session.req_header().uri.path().to_string();
+        let method = session.req_header().method.clone();
+        // Everything but the probes needs the admin token when one is configured.
+        if path != "/healthz" && path != "/readyz" {
+            let token = self.generation.load().config.server.admin_token.clone();
+            if let Some(token) = token {
+                let given = session
+                    .req_header()
+                    .headers
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.strip_prefix("Bearer "))
+                    .unwrap_or("");
+                if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+                    let mut r = reply(401, "text/plain", "unauthorized\n".into());
+                    if let Ok(v) = http::HeaderValue::from_str("Bearer realm=\"palisade-admin\"") {
+                        r.headers_mut().insert(http::header::WWW_AUTHENTICATE, v);
+                    }
+                    return r;
+                }
+            }
+        }
+        if path == "/bans" && method == http::Method::GET {
+            return self.list_bans();
+        }
+        if let Some(ip) = path.strip_prefix("/bans/") {
+            if method == http::Method::DELETE {
+                return self.lift_ban(ip);
+            }
+            return reply(405, "text/plain", "use DELETE to lift a ban\n".into());
+        }
         match path.as_str() {
             "/healthz" => reply(200, "text/plain", "ok\n".into()),
             "/metrics" => {
-                let token = self.generation.load().config.server.metrics_token.clone();
+                let token = self.generation.load().config.server.admin_token.clone();
                 if let Some(token) = token {
                     let given = session
                         .req_header()

@@ -11,6 +11,7 @@
 //! config never replaces a good one and no request sees half of each.
 
 pub mod admin;
+pub mod limits;
 pub mod logging;
 pub mod metrics;
 pub mod proxy;
@@ -135,10 +136,12 @@ impl Gateway {
         let fds: ListenFds = Arc::new(parking_lot::Mutex::new(fds));
 
         let https_port = addrs.https.map(|a| a.port()).unwrap_or(443);
+        let limits_state = limits::LimitsState::new(&config).map_err(site::BuildError::from)?;
         let generation = Arc::new(ArcSwap::from_pointee(Generation::build(
             1,
             config.clone(),
             https_port,
+            limits_state,
         )?));
         let draining = Arc::new(AtomicBool::new(false));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -179,6 +182,9 @@ impl Gateway {
                     })
                 })?;
             settings.set_cert_resolver(resolver.clone());
+            if let Some(ca) = &config.tls.client_ca {
+                settings.set_client_cert_verifier(tls::client_verifier(ca)?);
+            }
             settings.enable_h2();
             svc.add_tls_with_settings(key, None, settings);
             services.push(spawn_service(svc, fds.clone(), shutdown_rx.clone()));
@@ -278,7 +284,8 @@ impl Gateway {
         };
         let id = self.next_generation.fetch_add(1, Ordering::Relaxed);
         let https_port = self.addrs.https.map(|a| a.port()).unwrap_or(443);
-        let gen = Generation::build(id, Arc::new(new), https_port).map_err(ReloadError::Build)?;
+        let gen = Generation::build(id, Arc::new(new), https_port, old.limits_state.clone())
+            .map_err(ReloadError::Build)?;
         if let (Some(resolver), Some(store)) = (&self.resolver, store) {
             resolver.swap(store);
         }

@@ -26,6 +26,14 @@ pub enum Action {
     Block,
     /// The WAF would have blocked it, but it is in detect-only mode: proxied, logged, counted.
     Detect,
+    /// Over a rate limit: 429.
+    Limit,
+    /// The client is banned: 403.
+    Ban,
+    /// A deny-list, a route's IP allow-list or a missing client certificate: 403.
+    Deny,
+    /// Basic auth or API key missing or wrong: 401.
+    Unauthorized,
 }
 
 impl Action {
@@ -37,6 +45,10 @@ impl Action {
             Action::UpstreamError => "upstream_error",
             Action::Block => "block",
             Action::Detect => "detect",
+            Action::Limit => "limit",
+            Action::Ban => "ban",
+            Action::Deny => "deny",
+            Action::Unauthorized => "unauthorized",
         }
     }
 }
@@ -57,6 +69,12 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub waf_matches: IntCounterVec,
     pub redactions: IntCounterVec,
+    pub rate_limited: IntCounterVec,
+    pub access_denied: IntCounterVec,
+    pub bans_issued: IntCounterVec,
+    pub bans_active: IntGauge,
+    pub cluster_degraded: IntGauge,
+    pub cluster_redis_errors: IntCounter,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -150,6 +168,39 @@ fn build() -> Result<Metrics, prometheus::Error> {
     for kind in palisade_redact::Kind::ALL {
         redactions.with_label_values(&[kind.as_str()]);
     }
+    let rate_limited = IntCounterVec::new(
+        Opts::new(
+            "palisade_rate_limited_total",
+            "Requests over a route's rate limit, by site, route and mode (block: 429; detect: counted only).",
+        ),
+        &["site", "route", "mode"],
+    )?;
+    let access_denied = IntCounterVec::new(
+        Opts::new(
+            "palisade_access_denied_total",
+            "Requests refused by access rules: deny_list, banned, route_allow, client_cert, basic_auth, api_key.",
+        ),
+        &["site", "reason"],
+    )?;
+    let bans_issued = IntCounterVec::new(
+        Opts::new(
+            "palisade_bans_total",
+            "Bans issued after repeated violations, by site.",
+        ),
+        &["site"],
+    )?;
+    let bans_active = IntGauge::new(
+        "palisade_bans_active",
+        "Clients currently banned (all sites).",
+    )?;
+    let cluster_degraded = IntGauge::new(
+        "palisade_cluster_degraded",
+        "1 while Redis is unreachable and limits and bans are local only.",
+    )?;
+    let cluster_redis_errors = IntCounter::new(
+        "palisade_cluster_redis_errors_total",
+        "Failed exchanges with the cluster's Redis.",
+    )?;
     let build_info = IntGaugeVec::new(
         Opts::new(
             "palisade_build_info",
@@ -174,6 +225,12 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(config_generation.clone()))?;
     registry.register(Box::new(waf_matches.clone()))?;
     registry.register(Box::new(redactions.clone()))?;
+    registry.register(Box::new(rate_limited.clone()))?;
+    registry.register(Box::new(access_denied.clone()))?;
+    registry.register(Box::new(bans_issued.clone()))?;
+    registry.register(Box::new(bans_active.clone()))?;
+    registry.register(Box::new(cluster_degraded.clone()))?;
+    registry.register(Box::new(cluster_redis_errors.clone()))?;
     registry.register(Box::new(build_info))?;
     // Pre-create the fixed label sets so a counter that never moved still reads 0
     // (alerts on rate() need the series to exist).
@@ -196,6 +253,12 @@ fn build() -> Result<Metrics, prometheus::Error> {
         config_generation,
         waf_matches,
         redactions,
+        rate_limited,
+        access_denied,
+        bans_issued,
+        bans_active,
+        cluster_degraded,
+        cluster_redis_errors,
     })
 }
 

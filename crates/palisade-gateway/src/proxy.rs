@@ -109,6 +109,12 @@ pub struct Ctx {
     waf_rules: String,
     waf_score: u32,
     upstream_ms: Option<f64>,
+    /// The matched route of the site, if any.
+    route: Option<usize>,
+    /// On the site's operator allow-list: bans and limits do not apply.
+    allow_listed: bool,
+    /// A small request body read before the shop is contacted (limits and WAF share it).
+    body: Option<Bytes>,
     _inflight: InFlightGuard,
 }
 
@@ -245,7 +251,10 @@ impl EdgeProxy {
             }
             BodyPlan::None => waf::inspect(&engine, session, None, false),
             BodyPlan::ReadNow => {
-                let body = waf::read_small_body(session).await?;
+                let body = match ctx.body.clone() {
+                    Some(b) => b,
+                    None => waf::read_small_body(session).await?,
+                };
                 waf::inspect(&engine, session, Some(&body), false)
             }
             BodyPlan::Hold(limit) => {
@@ -273,6 +282,9 @@ impl EdgeProxy {
     fn enforce(&self, ctx: &mut Ctx, verdict: &palisade_waf::Verdict) -> bool {
         let site = ctx.site().map(|s| s.config.name.as_str()).unwrap_or("-");
         let block = waf::record(verdict, site, &ctx.request_id);
+        if block {
+            self.violation(ctx, "waf_block");
+        }
         if !verdict.matches.is_empty() {
             ctx.waf_score = verdict.score;
             ctx.waf_rules = verdict
@@ -291,9 +303,219 @@ impl EdgeProxy {
     }
 
     async fn respond_page(&self, session: &mut Session, ctx: &Ctx, status: u16) -> Result<()> {
+        self.respond_page_with(session, ctx, status, &[]).await
+    }
+
+    async fn respond_page_with(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        status: u16,
+        extra: &[(HeaderName, String)],
+    ) -> Result<()> {
         let json = error_page::wants_json(header_str(session, &header::ACCEPT));
         let page = error_page::render(status, &ctx.request_id, json);
-        self.respond(session, ctx, status, &[], Some(page)).await
+        self.respond(session, ctx, status, extra, Some(page)).await
+    }
+
+    /// Count a violation towards the client's ban (429s, WAF blocks, configured statuses).
+    fn violation(&self, ctx: &Ctx, why: &'static str) {
+        if ctx.allow_listed {
+            return;
+        }
+        let (Some(gen), Some(i), Some(ip)) = (ctx.gen.as_ref(), ctx.site, ctx.client_ip) else {
+            return;
+        };
+        let Some(site) = gen.sites.get(i) else { return };
+        let Some(bans) = &site.limits.bans else {
+            return;
+        };
+        if let Some(ban) = bans.record_violation(ip, std::time::SystemTime::now()) {
+            if let Some(m) = metrics() {
+                m.bans_issued
+                    .with_label_values(&[site.config.name.as_str()])
+                    .inc();
+            }
+            tracing::warn!(
+                target: "palisade::security",
+                event = "ban",
+                request_id = %ctx.request_id,
+                site = %site.config.name,
+                client_ip = %crate::logging::redactor().client_ip(ip),
+                until = ban.until,
+                reason = %ban.reason,
+                trigger = why,
+            );
+        }
+    }
+
+    /// Refuse a request with `status` for an access rule, counting it under `reason`.
+    async fn refuse(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        action: Action,
+        reason: &'static str,
+        status: u16,
+        extra: &[(HeaderName, String)],
+    ) -> Result<bool> {
+        ctx.action = action;
+        if let (Some(m), Some(site)) = (metrics(), ctx.site()) {
+            m.access_denied
+                .with_label_values(&[site.config.name.as_str(), reason])
+                .inc();
+        }
+        self.respond_page_with(session, ctx, status, extra).await?;
+        Ok(true)
+    }
+
+    /// Allow/deny lists, bans, route access rules and rate limits; `Ok(true)` when answered.
+    async fn access_phase(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        use palisade_limits::{admission, Admission, Decision};
+        let (Some(gen), Some(site_idx)) = (ctx.gen.clone(), ctx.site) else {
+            return Ok(false);
+        };
+        let Some(site) = gen.sites.get(site_idx) else {
+            return Ok(false);
+        };
+        let ip = ctx
+            .client_ip
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let now = std::time::SystemTime::now();
+        match admission(&site.limits.access, site.limits.bans.as_ref(), ip, now) {
+            Admission::AllowListed => ctx.allow_listed = true,
+            Admission::Denied => {
+                return self
+                    .refuse(session, ctx, Action::Deny, "deny_list", 403, &[])
+                    .await
+            }
+            Admission::Banned(left) => {
+                let retry = (header::RETRY_AFTER, left.as_secs().max(1).to_string());
+                return self
+                    .refuse(session, ctx, Action::Ban, "banned", 403, &[retry])
+                    .await;
+            }
+            Admission::Continue => {}
+        }
+        let method = session.req_header().method.as_str().to_string();
+        let path = palisade_config::normalize_path(session.req_header().uri.path());
+        ctx.route = site.limits.route_for(&method, &path);
+        let Some(route) = ctx.route.and_then(|i| site.limits.routes.get(i)) else {
+            return Ok(false);
+        };
+        let allow = &route.config.allow;
+        if !allow.is_empty()
+            && !allow
+                .iter()
+                .any(|n| n.contains(&palisade_config::canonical_ip(ip)))
+        {
+            return self
+                .refuse(session, ctx, Action::Deny, "route_allow", 403, &[])
+                .await;
+        }
+        if route.config.client_cert {
+            let verified = session
+                .digest()
+                .and_then(|d| d.ssl_digest.as_ref())
+                .is_some_and(|s| !s.cert_digest.is_empty());
+            if !verified {
+                return self
+                    .refuse(session, ctx, Action::Deny, "client_cert", 403, &[])
+                    .await;
+            }
+        }
+        if let Some(auth) = &route.basic_auth {
+            let given = session
+                .req_header()
+                .headers
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            if auth.verify(given).is_none() {
+                let challenge = (header::WWW_AUTHENTICATE, auth.challenge());
+                return self
+                    .refuse(
+                        session,
+                        ctx,
+                        Action::Unauthorized,
+                        "basic_auth",
+                        401,
+                        &[challenge],
+                    )
+                    .await;
+            }
+        }
+        let mut limiters = Vec::new();
+        if let Some(keys) = &route.api_keys {
+            let given = session
+                .req_header()
+                .headers
+                .get(keys.header())
+                .map(|v| v.as_bytes());
+            match given.and_then(|v| keys.check(v)) {
+                None => {
+                    return self
+                        .refuse(session, ctx, Action::Unauthorized, "api_key", 401, &[])
+                        .await
+                }
+                Some((_, Some(limiter))) => limiters.push(limiter.clone()),
+                Some((_, None)) => {}
+            }
+        }
+        if let Some(l) = &route.limiter {
+            limiters.push(l.clone());
+        }
+        if ctx.allow_listed || limiters.is_empty() {
+            return Ok(false);
+        }
+        if route.key_needs_body() && ctx.body.is_none() && waf::small_body(session) {
+            ctx.body = Some(waf::read_small_body(session).await?);
+        }
+        for limiter in limiters {
+            let decision = {
+                let view = crate::limits::View {
+                    ip,
+                    req: session.req_header(),
+                    body: ctx.body.as_deref(),
+                };
+                limiter.check_async(&view)
+            }
+            .await;
+            if let Decision::Limited {
+                retry_after,
+                detect_only,
+            } = decision
+            {
+                let mode = if detect_only { "detect" } else { "block" };
+                if let Some(m) = metrics() {
+                    m.rate_limited
+                        .with_label_values(&[
+                            site.config.name.as_str(),
+                            route.config.name.as_str(),
+                            mode,
+                        ])
+                        .inc();
+                }
+                tracing::warn!(
+                    target: "palisade::security",
+                    event = "rate_limit",
+                    request_id = %ctx.request_id,
+                    site = %site.config.name,
+                    route = %route.config.name,
+                    mode,
+                    client_ip = %crate::logging::redactor().client_ip(ip),
+                );
+                if !detect_only {
+                    ctx.action = Action::Limit;
+                    self.violation(ctx, "rate_limit");
+                    let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                    let retry = (header::RETRY_AFTER, secs.max(1).to_string());
+                    self.respond_page_with(session, ctx, 429, &[retry]).await?;
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 }
 
@@ -318,6 +540,9 @@ impl ProxyHttp for EdgeProxy {
             waf_rules: String::new(),
             waf_score: 0,
             upstream_ms: None,
+            route: None,
+            allow_listed: false,
+            body: None,
             _inflight: self.inflight.enter(),
         }
     }
@@ -413,6 +638,9 @@ impl ProxyHttp for EdgeProxy {
                     .await?;
                 return Ok(true);
             }
+        }
+        if self.access_phase(session, ctx).await? {
+            return Ok(true);
         }
         self.waf_request(session, ctx).await
     }
@@ -619,6 +847,14 @@ impl ProxyHttp for EdgeProxy {
             .unwrap_or(0);
         let site = ctx.site().map(|s| s.config.name.as_str()).unwrap_or("-");
         let ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        // Statuses the site counts as violations (e.g. 401s on a login form).
+        let counted = ctx
+            .site()
+            .and_then(|s| s.limits.bans.as_ref())
+            .is_some_and(|b| b.counts_status(status));
+        if counted && matches!(ctx.action, Action::Allow | Action::Unauthorized) {
+            self.violation(ctx, "status");
+        }
         if let Some(m) = metrics() {
             m.requests
                 .with_label_values(&[site, ctx.action.as_str(), status_class(status)])

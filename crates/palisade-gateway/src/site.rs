@@ -23,6 +23,8 @@ use tokio::task::JoinHandle;
 pub enum BuildError {
     #[error("site `{site}`: cannot set up upstreams: {reason}")]
     Upstream { site: String, reason: String },
+    #[error(transparent)]
+    Limits(#[from] crate::limits::LimitsError),
     #[error("site `{site}`: cannot read upstream CA {path}: {reason}")]
     Ca {
         site: String,
@@ -34,6 +36,7 @@ pub enum BuildError {
 pub struct SiteRuntime {
     pub config: Site,
     pub hardening: Hardening,
+    pub limits: crate::limits::SiteLimits,
     pub lb: Arc<LoadBalancer<RoundRobin>>,
     ca: Option<Arc<[WrappedX509]>>,
 }
@@ -80,6 +83,8 @@ pub struct Generation {
     pub baseline: Hardening,
     /// The port a redirect to https names (omitted when 443).
     pub https_port: u16,
+    /// Limiters, bans and the cluster link, shared with the generations before and after.
+    pub limits_state: std::sync::Arc<crate::limits::LimitsState>,
     health_tasks: Vec<JoinHandle<()>>,
 }
 
@@ -93,7 +98,12 @@ impl Drop for Generation {
 
 impl Generation {
     /// Compile `config`. Must run inside the gateway's tokio runtime (health checks are spawned).
-    pub fn build(id: u64, config: Arc<Config>, https_port: u16) -> Result<Generation, BuildError> {
+    pub fn build(
+        id: u64,
+        config: Arc<Config>,
+        https_port: u16,
+        limits_state: Arc<crate::limits::LimitsState>,
+    ) -> Result<Generation, BuildError> {
         let mut sites = Vec::new();
         let mut exact = HashMap::new();
         let mut wildcard = HashMap::new();
@@ -189,6 +199,7 @@ impl Generation {
                 }));
             }
             sites.push(SiteRuntime {
+                limits: crate::limits::SiteLimits::build(site, &limits_state)?,
                 hardening: Hardening::new(site, https_port),
                 config: site.clone(),
                 lb,
@@ -207,6 +218,7 @@ impl Generation {
             request_id_header,
             baseline: Hardening::baseline(https_port),
             https_port,
+            limits_state,
             health_tasks,
         })
     }

@@ -164,6 +164,31 @@ impl SniResolver {
     }
 }
 
+/// Optional client certificates: a client may present one (verified against `ca`) or none;
+/// routes with `client_cert = true` then require that one was presented and verified.
+pub fn client_verifier(
+    ca: &std::path::Path,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, CertError> {
+    let pem = std::fs::read(ca).map_err(|source| CertError::Read {
+        path: ca.to_path_buf(),
+        source,
+    })?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()).flatten() {
+        let _ = roots.add(cert);
+    }
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        Arc::new(rustls::crypto::ring::default_provider()),
+    )
+    .allow_unauthenticated()
+    .build()
+    .map_err(|e| CertError::BadCertificate {
+        path: ca.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
 /// Counts completed handshakes (Pingora calls this once per successful handshake).
 pub struct HandshakeCounter;
 

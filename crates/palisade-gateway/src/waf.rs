@@ -62,6 +62,17 @@ pub fn plan_body(session: &mut Session, engine: &Engine) -> BodyPlan {
     }
 }
 
+/// Does the request declare a body small enough to read before contacting the shop?
+pub fn small_body(session: &Session) -> bool {
+    session
+        .req_header()
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .is_some_and(|n| n > 0 && n <= REPLAY_LIMIT)
+}
+
 /// Read a small body with the retry buffer on, so Pingora replays it to the shop.
 pub async fn read_small_body(session: &mut Session) -> pingora::Result<Bytes> {
     session.as_mut().enable_retry_buffering();

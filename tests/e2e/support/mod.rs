@@ -130,6 +130,8 @@ pub struct Gateway {
     pub config: PathBuf,
     lines: mpsc::UnboundedReceiver<String>,
     stderr: PathBuf,
+    /// What the process printed on stdout before `ready` (the demo's banner).
+    pub banner: Vec<String>,
 }
 
 impl Gateway {
@@ -167,10 +169,11 @@ impl Gateway {
                 }
             }
         });
+        let mut banner = Vec::new();
         let ready = loop {
             match tokio::time::timeout(EVENT_TIMEOUT, lines.recv()).await {
                 Ok(Some(l)) if l.starts_with("ready ") => break l,
-                Ok(Some(_)) => continue,
+                Ok(Some(l)) => banner.push(l),
                 _ => panic!(
                     "gateway did not become ready; stderr:\n{}",
                     std::fs::read_to_string(&stderr).unwrap_or_default()
@@ -192,6 +195,7 @@ impl Gateway {
             config,
             lines,
             stderr,
+            banner,
         }
     }
 
