@@ -8,6 +8,7 @@ mod cli;
 mod forwarding;
 mod hardening;
 mod https_redirect;
+mod limits;
 mod logs;
 mod metrics;
 mod tls;

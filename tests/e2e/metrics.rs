@@ -82,7 +82,10 @@ async fn metrics_count_allowed_redirected_rejected_and_failed_requests() {
     let mut sink = Vec::new();
     let _ = tcp.read_to_end(&mut sink).await;
 
-    let m = scrape(&gw).await;
+    // Requests are counted in the logging phase, just after each response: wait for the last.
+    let m = gw
+        .metrics_with("palisade_requests_total{action=\"upstream_error\",site=\"down\",status_class=\"5xx\"} 1")
+        .await;
 
     assert_eq!(
         value(

@@ -177,12 +177,11 @@ async fn detect_mode_lets_attacks_through_but_reports_them() {
     assert_eq!(resp.status(), 200, "detect mode never blocks");
     let id = header_values(&resp, "x-request-id").remove(0);
 
-    let metrics = reqwest::get(format!("http://{}/metrics", gw.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw
+        .metrics_with(
+            "palisade_requests_total{action=\"detect\",site=\"shop\",status_class=\"2xx\"} 1",
+        )
+        .await;
     assert!(
         metrics.lines().any(|l| l.starts_with(
             "palisade_waf_matches_total{category=\"xss\",mode=\"detect\",site=\"shop\"}"

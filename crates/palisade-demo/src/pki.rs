@@ -94,6 +94,21 @@ impl Ca {
     /// usage serverAuth and is valid from yesterday until `days` days from
     /// now. Each leaf gets a fresh ECDSA P-256 key.
     pub fn issue(&self, names: &[&str], days: u32) -> Result<Issued, PkiError> {
+        self.issue_for(names, days, ExtendedKeyUsagePurpose::ServerAuth)
+    }
+
+    /// A client certificate (extended key usage clientAuth) for `name`, as an operator's
+    /// browser would present to an mTLS-protected back office.
+    pub fn issue_client(&self, name: &str, days: u32) -> Result<Issued, PkiError> {
+        self.issue_for(&[name], days, ExtendedKeyUsagePurpose::ClientAuth)
+    }
+
+    fn issue_for(
+        &self,
+        names: &[&str],
+        days: u32,
+        usage: ExtendedKeyUsagePurpose,
+    ) -> Result<Issued, PkiError> {
         let first = names.first().ok_or(PkiError::NoNames)?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -108,7 +123,7 @@ impl Ca {
             .collect::<Result<Vec<_>, rcgen::Error>>()?;
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        params.extended_key_usages = vec![usage];
         params.use_authority_key_identifier_extension = true;
         params.serial_number = Some(random_serial());
         set_validity(&mut params, days)?;

@@ -75,6 +75,7 @@ pub struct Metrics {
     pub bans_active: IntGauge,
     pub cluster_degraded: IntGauge,
     pub cluster_redis_errors: IntCounter,
+    pub cluster_syncs: IntCounter,
 }
 
 fn build() -> Result<Metrics, prometheus::Error> {
@@ -201,6 +202,10 @@ fn build() -> Result<Metrics, prometheus::Error> {
         "palisade_cluster_redis_errors_total",
         "Failed exchanges with the cluster's Redis.",
     )?;
+    let cluster_syncs = IntCounter::new(
+        "palisade_cluster_syncs_total",
+        "Completed exchanges of limit and ban state with the cluster's Redis.",
+    )?;
     let build_info = IntGaugeVec::new(
         Opts::new(
             "palisade_build_info",
@@ -231,6 +236,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(bans_active.clone()))?;
     registry.register(Box::new(cluster_degraded.clone()))?;
     registry.register(Box::new(cluster_redis_errors.clone()))?;
+    registry.register(Box::new(cluster_syncs.clone()))?;
     registry.register(Box::new(build_info))?;
     // Pre-create the fixed label sets so a counter that never moved still reads 0
     // (alerts on rate() need the series to exist).
@@ -259,6 +265,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         bans_active,
         cluster_degraded,
         cluster_redis_errors,
+        cluster_syncs,
     })
 }
 

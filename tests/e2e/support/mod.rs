@@ -4,6 +4,7 @@
 //! Everything listens on port 0; the gateway announces its real addresses on stdout
 //! (`ready http=… https=… admin=…`) and the tests wait for that line, never for a timer.
 
+pub mod redis;
 pub mod upstream;
 
 use std::io::{BufRead, BufReader};
@@ -244,6 +245,28 @@ impl Gateway {
         }
     }
 
+    /// Scrape `/metrics` until it contains `sample` (requests are counted in Pingora's logging
+    /// phase, which runs just after the response is sent), then return the scrape.
+    pub async fn metrics_with(&self, sample: &str) -> String {
+        let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
+        loop {
+            let m = reqwest::get(format!("http://{}/metrics", self.admin))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            if m.contains(sample) {
+                return m;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no `{sample}` in:\n{m}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
@@ -292,6 +315,32 @@ impl ClientBuilder {
     pub fn http1_only(mut self) -> Self {
         self.tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         self.inner = self.inner.http1_only();
+        self
+    }
+
+    /// Present `cert` (issued by the test CA) as a client certificate.
+    pub fn client_cert(mut self, pki: &Pki, cert: &Issued) -> Self {
+        let chain = vec![rustls::pki_types::CertificateDer::from(
+            cert.cert_der.clone(),
+        )];
+        let key = rustls_pemfile::private_key(&mut cert.key_pem.as_bytes())
+            .unwrap()
+            .unwrap();
+        let alpn = self.tls.alpn_protocols.clone();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(rustls::pki_types::CertificateDer::from(pki.ca.cert_der()))
+            .unwrap();
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+        tls.alpn_protocols = alpn;
+        self.tls = tls;
         self
     }
 
