@@ -309,3 +309,58 @@ fn shipped_example_config_is_valid_apart_from_its_certificate_paths() {
         }
     }
 }
+
+#[test]
+fn access_rules_match_every_spelling_of_a_path() {
+    for p in [
+        "/admin",
+        "/Admin",
+        "//admin",
+        "/%61dmin",
+        "/%2561dmin",
+        "/x/../admin",
+        "/./admin/",
+        "\\admin",
+    ] {
+        assert!(
+            normalize_path(p).starts_with("/admin"),
+            "{p} -> {}",
+            normalize_path(p)
+        );
+    }
+    assert_eq!(normalize_path("/../../etc"), "/etc");
+    assert_eq!(normalize_path(""), "/");
+    let route = Route {
+        name: "login".into(),
+        path: normalize_path("/Login"),
+        methods: vec!["POST".into()],
+        rate_limit: None,
+        basic_auth: None,
+        allow: vec![],
+        api_keys: None,
+        client_cert: false,
+    };
+    assert!(route.matches("POST", &normalize_path("/LOGIN/")));
+    assert!(!route.matches("GET", "/login"));
+}
+
+#[test]
+fn routes_are_validated_with_positions() {
+    let d = Dir::new();
+    let text = format!(
+        "{MINIMAL}\n[[sites.routes]]\nname = \"login\"\npath = \"login\"\nrate_limit = {{ key = \"ip\", rate = \"5/fortnight\" }}\nclient_cert = true\n"
+    );
+    let errs = d.errors(&text).join("\n");
+    assert!(
+        errs.contains("13:8: route path must start with `/`"),
+        "{errs}"
+    );
+    assert!(
+        errs.contains("14:"),
+        "the bad rate is reported on its line: {errs}"
+    );
+    assert!(
+        errs.contains("15:15: client_cert = true needs `[tls] client_ca`"),
+        "{errs}"
+    );
+}
