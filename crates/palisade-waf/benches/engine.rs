@@ -1,0 +1,201 @@
+//! Criterion benchmarks of the WAF engine.
+//!
+//! `cargo bench -p palisade-waf --bench engine`
+//!
+//! Results are recorded in `benches/RESULTS.md` with machine and date.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use palisade_waf::{compile, Action, Request, WafSettings};
+
+fn browser_headers(cookie: &'static [u8]) -> Vec<(&'static str, &'static [u8])> {
+    vec![
+        ("Host", b"shop.example"),
+        ("User-Agent", b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+        ("Accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
+        ("Accept-Language", b"fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7"),
+        ("Accept-Encoding", b"gzip, deflate, br, zstd"),
+        ("Referer", b"https://shop.example/collections/chaussures?page=2&sort=price-asc"),
+        ("Connection", b"keep-alive"),
+        ("Cookie", cookie),
+        ("Upgrade-Insecure-Requests", b"1"),
+        ("Sec-Fetch-Dest", b"document"),
+        ("Sec-Fetch-Mode", b"navigate"),
+        ("Sec-Fetch-Site", b"same-origin"),
+        ("Sec-Fetch-User", b"?1"),
+        ("Priority", b"u=0, i"),
+    ]
+}
+
+const COOKIE: &[u8] = b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; form_key=Zx81kQpL0aVb3nTe; mage-cache-storage=%7B%7D; mage-cache-sessid=true; section_data_ids=%7B%22cart%22%3A1732190000%2C%22customer%22%3A1732190000%7D; private_content_version=4c2b7a1f0e8d9c6b5a4f3e2d1c0b9a87; _ga=GA1.1.1234567890.1732190000; _ga_ABC123=GS1.1.1732190000.3.1.1732190456.0.0.0; cookie_consent=%7B%22necessary%22%3Atrue%2C%22analytics%22%3Atrue%7D; store=fr; currency=EUR";
+
+const TARGET_2K: &[u8] = b"/catalogsearch/result/index/?q=chaussures+de+randonn%C3%A9e+femme+imperm%C3%A9able&cat=42&price=50-120&color=bleu&size=38&brand=Salomon&sort=relevance&dir=desc&page=2&limit=36&utm_source=newsletter&utm_medium=email&utm_campaign=black-friday-2026&utm_content=hero-banner&gclid=Cj0KCQiA1ZGcBhCoARIsAGQ0kkqfY3bN8rV2c5lT1xWmE0x4&fbclid=IwAR2xK9vQ7bZ3mY1pL4nT8wR6sD0fG5hJ2kL9zX3cV7bN1mQ4wE";
+
+fn bench(c: &mut Criterion) {
+    let engine = compile(&WafSettings::default()).unwrap();
+    let headers = browser_headers(COOKIE);
+    let size: usize = TARGET_2K.len()
+        + headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 4)
+            .sum::<usize>();
+
+    let get = Request {
+        method: "GET",
+        target: TARGET_2K,
+        version: "HTTP/1.1",
+        headers: &headers,
+        body: None,
+        body_truncated: false,
+    };
+    assert_eq!(
+        engine.inspect(&get).action,
+        Action::Allow,
+        "{:?}",
+        engine.inspect(&get)
+    );
+    percentiles("benign_get", || {
+        black_box(engine.inspect(black_box(&get)));
+    });
+    let mut g = c.benchmark_group("engine");
+    g.throughput(Throughput::Bytes(size as u64));
+    g.bench_function(BenchmarkId::new("benign_get", size), |b| {
+        b.iter(|| engine.inspect(black_box(&get)))
+    });
+
+    let form = b"form_key=Zx81kQpL0aVb3nTe&firstname=Fran%C3%A7oise&lastname=O%27Reilly&email=francoise.oreilly%40example.fr&telephone=%2B33+6+12+34+56+78&street%5B0%5D=12+rue+de+l%27%C3%89glise&street%5B1%5D=B%C3%A2timent+B%2C+3e+%C3%A9tage&city=Saint-%C3%89tienne&postcode=42000&country_id=FR&region=Loire&company=Caf%C3%A9+%26+Th%C3%A9+SARL&vat_id=FR12345678901&comment=Livraison+apr%C3%A8s+18h+svp%2C+sonner+2+fois+%28code+1234%29";
+    let mut form_headers = headers.clone();
+    form_headers.push(("Content-Type", b"application/x-www-form-urlencoded"));
+    let post = Request {
+        method: "POST",
+        target: b"/checkout/onepage/saveBilling/",
+        version: "HTTP/1.1",
+        headers: &form_headers,
+        body: Some(form),
+        body_truncated: false,
+    };
+    assert_eq!(
+        engine.inspect(&post).action,
+        Action::Allow,
+        "{:?}",
+        engine.inspect(&post)
+    );
+    g.bench_function("benign_form_post", |b| {
+        b.iter(|| engine.inspect(black_box(&post)))
+    });
+
+    let mut json = String::from("{\"cart\":{\"id\":\"c-8812\",\"items\":[");
+    let mut i = 0;
+    while json.len() < 10 * 1024 {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&format!(
+            "{{\"sku\":\"SKU-{i:05}\",\"name\":\"T-shirt coton bio n\\u00b0{i} \\\"classic\\\"\",\"qty\":{},\"price\":{}.99,\"options\":{{\"size\":\"M\",\"color\":\"bleu marine\"}}}}",
+            i % 5 + 1,
+            10 + i
+        ));
+        i += 1;
+    }
+    json.push_str("]},\"customer\":{\"email\":\"jean.dupont@example.fr\",\"note\":\"Merci d'emballer s\\u00e9par\\u00e9ment\"}}");
+    let mut json_headers = headers.clone();
+    json_headers.push(("Content-Type", b"application/json"));
+    let jreq = Request {
+        method: "POST",
+        target: b"/rest/V1/carts/mine/items",
+        version: "HTTP/1.1",
+        headers: &json_headers,
+        body: Some(json.as_bytes()),
+        body_truncated: false,
+    };
+    assert_eq!(
+        engine.inspect(&jreq).action,
+        Action::Allow,
+        "{:?}",
+        engine.inspect(&jreq)
+    );
+    g.throughput(Throughput::Bytes(json.len() as u64));
+    g.bench_function("benign_json_10k", |b| {
+        b.iter(|| engine.inspect(black_box(&jreq)))
+    });
+
+    let attack = Request {
+        method: "GET",
+        target: b"/catalog/product/view/?id=1%27%20UNION%20ALL%20SELECT%20username%2Cpassword%20FROM%20admin_user--%20-&ref=%3Cscript%3Ealert(document.cookie)%3C%2Fscript%3E",
+        version: "HTTP/1.1",
+        headers: &headers,
+        body: None,
+        body_truncated: false,
+    };
+    assert_eq!(engine.inspect(&attack).action, Action::Block);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("attack_get", |b| {
+        b.iter(|| engine.inspect(black_box(&attack)))
+    });
+    g.finish();
+
+    // Linearity: one large text body (inspected as a single raw value, so
+    // the value cap on parsed items does not hide the work) at growing sizes.
+    let mut g = c.benchmark_group("body_linear");
+    g.sample_size(20);
+    let mut text_headers = headers.clone();
+    text_headers.push(("Content-Type", b"text/plain"));
+    for kib in [64usize, 256, 1024] {
+        let mut body = Vec::with_capacity(kib * 1024);
+        let mut n = 0;
+        while body.len() < kib * 1024 {
+            body.extend_from_slice(format!("Livraison rapide et soignee, merci {n}. Le colis est arrive en bon etat (taille M).\n").as_bytes());
+            n += 1;
+        }
+        body.truncate(kib * 1024);
+        let big = Request {
+            method: "POST",
+            target: b"/contact/index/post/",
+            version: "HTTP/1.1",
+            headers: &text_headers,
+            body: Some(&body),
+            body_truncated: false,
+        };
+        assert_eq!(
+            engine.inspect(&big).action,
+            Action::Allow,
+            "{:?}",
+            engine.inspect(&big)
+        );
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_with_input(
+            BenchmarkId::new("text_body", format!("{kib}KiB")),
+            &big,
+            |b, r| b.iter(|| engine.inspect(black_box(r))),
+        );
+    }
+    g.finish();
+}
+
+/// Criterion reports means and medians; the p99 target needs the tail, so
+/// time single calls too (after a warm-up) and print median and p99.
+fn percentiles(name: &str, mut f: impl FnMut()) {
+    for _ in 0..20_000 {
+        f();
+    }
+    let mut samples: Vec<u128> = (0..200_000)
+        .map(|_| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed().as_nanos()
+        })
+        .collect();
+    samples.sort_unstable();
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
+    println!(
+        "{name}: single-call latency over {} calls: median {} ns, p90 {} ns, p99 {} ns, p99.9 {} ns",
+        samples.len(),
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(0.999)
+    );
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,80 @@
+//! Times the engine on a benign request with each rule turned off in turn,
+//! to find the expensive rules. `cargo run --release --example profile_rules`
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use palisade_waf::{compile, Request, WafSettings, BUILTIN_RULES};
+use std::time::Instant;
+
+fn time(settings: &WafSettings, req: &Request<'_>) -> f64 {
+    let e = compile(settings).unwrap();
+    for _ in 0..2000 {
+        std::hint::black_box(e.inspect(req));
+    }
+    let n = 20_000;
+    let t = Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(e.inspect(req));
+    }
+    t.elapsed().as_nanos() as f64 / n as f64
+}
+
+fn main() {
+    let headers: Vec<(&str, &[u8])> = vec![
+        ("Host", b"shop.example"),
+        ("User-Agent", b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+        ("Accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
+        ("Accept-Language", b"fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7"),
+        ("Accept-Encoding", b"gzip, deflate, br, zstd"),
+        ("Referer", b"https://shop.example/collections/chaussures?page=2&sort=price-asc"),
+        ("Cookie", b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; form_key=Zx81kQpL0aVb3nTe; mage-cache-storage=%7B%7D; section_data_ids=%7B%22cart%22%3A1732190000%7D; _ga=GA1.1.1234567890.1732190000; store=fr; currency=EUR"),
+    ];
+    let req = Request {
+        method: "GET",
+        target: b"/catalogsearch/result/index/?q=chaussures+de+randonn%C3%A9e+femme&cat=42&price=50-120&color=bleu&size=38&sort=relevance&dir=desc&page=2&utm_source=newsletter&utm_campaign=black-friday-2026&gclid=Cj0KCQiA1ZGcBhCoARIsAGQ0kkqfY3bN8rV2c5lT1xWmE0x4",
+        version: "HTTP/1.1",
+        headers: &headers,
+        body: None,
+        body_truncated: false,
+    };
+    if let Some(n) = std::env::var("ITER")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        // Fixed work for instruction counting (valgrind --tool=callgrind).
+        let e = compile(&WafSettings::default()).unwrap();
+        for _ in 0..n {
+            std::hint::black_box(e.inspect(&req));
+        }
+        return;
+    }
+    let base = time(&WafSettings::default(), &req);
+    println!("all rules: {base:.0} ns");
+    if std::env::var_os("ONLY_BASE").is_some() {
+        let e = compile(&WafSettings::default()).unwrap();
+        for _ in 0..200_000 {
+            std::hint::black_box(e.inspect(&req));
+        }
+        return;
+    }
+    let mut ids = Vec::new();
+    for (_, text) in BUILTIN_RULES {
+        for line in text.lines() {
+            if let Some(id) = line.strip_prefix("id = \"") {
+                ids.push(id.trim_end_matches('"').to_owned());
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for id in ids {
+        let s: WafSettings = toml::from_str(&format!(
+            "rule_modes = [{{ rule = \"{id}\", mode = \"off\" }}]"
+        ))
+        .unwrap();
+        let t = time(&s, &req);
+        rows.push((base - t, id));
+    }
+    rows.sort_by(|a, b| b.0.total_cmp(&a.0));
+    for (d, id) in rows.iter().take(15) {
+        println!("{id}: saves {d:.0} ns");
+    }
+}

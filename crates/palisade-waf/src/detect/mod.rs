@@ -1,0 +1,4 @@
+//! Hand-written detectors used by the `detector = "..."` operator.
+
+pub mod sqli;
+pub mod xss;

@@ -1,0 +1,428 @@
+//! The request model: what the gateway hands over, and the list of values
+//! the rules inspect, built once per call.
+
+use std::borrow::Cow;
+
+use crate::body;
+use crate::normalize::url_decode;
+
+/// A request as the gateway saw it. Everything is borrowed: building it
+/// costs nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    /// Method as received (`GET`, `POST`, ...).
+    pub method: &'a str,
+    /// Raw request-target (`/path?query`, or absolute-form), undecoded.
+    pub target: &'a [u8],
+    /// `HTTP/1.0`, `HTTP/1.1`, `HTTP/2`...
+    pub version: &'a str,
+    /// Headers in order, names as received.
+    pub headers: &'a [(&'a str, &'a [u8])],
+    /// The body prefix read so far (at most `Engine::body_limit` bytes), or
+    /// `None` when there is no body or it was not read yet.
+    pub body: Option<&'a [u8]>,
+    /// The real body was longer than `body`.
+    pub body_truncated: bool,
+}
+
+/// Which part of the request a value comes from; rules target classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    Path = 0,
+    Uri = 1,
+    Method = 2,
+    Arg = 3,
+    ArgName = 4,
+    /// Headers an application reads as data: `User-Agent`, `Referer`, custom
+    /// `X-...` headers, anything not in the structural list.
+    HeaderUser = 5,
+    /// Structural headers (`Accept`, `Host`, `Content-Length`, ...).
+    HeaderStd = 6,
+    HeaderName = 7,
+    Cookie = 8,
+    CookieName = 9,
+    Filename = 10,
+    /// An unparsed body (unknown content type, or invalid JSON).
+    Body = 11,
+}
+
+pub(crate) const CLASS_COUNT: usize = 12;
+
+impl Class {
+    pub(crate) const ALL: [Class; CLASS_COUNT] = [
+        Class::Path,
+        Class::Uri,
+        Class::Method,
+        Class::Arg,
+        Class::ArgName,
+        Class::HeaderUser,
+        Class::HeaderStd,
+        Class::HeaderName,
+        Class::Cookie,
+        Class::CookieName,
+        Class::Filename,
+        Class::Body,
+    ];
+
+    pub(crate) const fn bit(self) -> u16 {
+        1 << (self as u16)
+    }
+}
+
+/// Where a value was found, for the match location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Path,
+    Uri,
+    Method,
+    Query,
+    Form,
+    Json,
+    Multipart,
+    Xml,
+    Header,
+    Cookie,
+    Body,
+}
+
+/// One inspected value.
+#[derive(Debug, Clone)]
+pub(crate) struct Item<'a> {
+    pub class: Class,
+    pub origin: Origin,
+    /// Argument / header / cookie name, JSON path, element name.
+    pub name: Cow<'a, [u8]>,
+    pub value: Cow<'a, [u8]>,
+}
+
+/// At most this many values are extracted from one request; the
+/// `protocol` count rules fire long before.
+pub(crate) const MAX_ITEMS: usize = 4096;
+
+/// The extracted values of one request.
+pub(crate) struct Parsed<'a> {
+    pub items: Vec<Item<'a>>,
+    pub path_raw: &'a [u8],
+    /// Content type (lower-cased first token), when present.
+    pub content_type: Option<Vec<u8>>,
+    /// Items were dropped because of [`MAX_ITEMS`].
+    pub overflow: bool,
+}
+
+impl<'a> Parsed<'a> {
+    pub(crate) fn push(&mut self, item: Item<'a>) {
+        if self.items.len() < MAX_ITEMS {
+            self.items.push(item);
+        } else {
+            self.overflow = true;
+        }
+    }
+}
+
+/// Headers whose values are protocol structure rather than application
+/// data; only rules that target `headers` (all) or name them read them.
+const STRUCTURAL_HEADERS: &[&str] = &[
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "connection",
+    "content-length",
+    "content-type",
+    "date",
+    "dnt",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "keep-alive",
+    "pragma",
+    "priority",
+    "range",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+    "sec-fetch-dest",
+    "sec-fetch-mode",
+    "sec-fetch-site",
+    "sec-fetch-user",
+    "te",
+    "transfer-encoding",
+    "upgrade-insecure-requests",
+    "authorization",
+];
+
+pub(crate) fn is_structural(lname: &str) -> bool {
+    STRUCTURAL_HEADERS.contains(&lname)
+}
+
+/// Splits a request-target into path and query, skipping the scheme and
+/// authority of an absolute-form target.
+pub(crate) fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
+    let mut t = target;
+    let lower_starts =
+        |t: &[u8], p: &[u8]| t.len() >= p.len() && t[..p.len()].eq_ignore_ascii_case(p);
+    if lower_starts(t, b"http://") || lower_starts(t, b"https://") {
+        let after = memchr::memmem::find(t, b"://").map_or(0, |i| i + 3);
+        let rest = &t[after..];
+        t = match memchr::memchr2(b'/', b'?', rest) {
+            Some(i) => &rest[i..],
+            None => b"",
+        };
+    }
+    let end = memchr::memchr(b'#', t).unwrap_or(t.len());
+    let t = &t[..end];
+    match memchr::memchr(b'?', t) {
+        Some(i) => (&t[..i], &t[i + 1..]),
+        None => (t, b""),
+    }
+}
+
+/// Parses `a=1&b=2` (query strings and form bodies), URL-decoding names and
+/// values once (`+` as space).
+pub(crate) fn parse_urlencoded<'a>(parsed: &mut Parsed<'a>, s: &'a [u8], origin: Origin) {
+    for pair in s.split(|&b| b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        let (name, value) = match memchr::memchr(b'=', pair) {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        let name = url_decode(name, true);
+        let value = url_decode(value, true);
+        if !name.is_empty() {
+            parsed.push(Item {
+                class: Class::ArgName,
+                origin,
+                name: Cow::Borrowed(b""),
+                value: name.clone(),
+            });
+        }
+        if !value.is_empty() {
+            parsed.push(Item {
+                class: Class::Arg,
+                origin,
+                name,
+                value,
+            });
+        }
+    }
+}
+
+fn parse_cookies<'a>(parsed: &mut Parsed<'a>, header: &'a [u8]) {
+    for part in header.split(|&b| b == b';') {
+        let part = part.trim_ascii();
+        if part.is_empty() {
+            continue;
+        }
+        let (name, value) = match memchr::memchr(b'=', part) {
+            Some(i) => (part[..i].trim_ascii(), part[i + 1..].trim_ascii()),
+            None => (part, &b""[..]),
+        };
+        parsed.push(Item {
+            class: Class::CookieName,
+            origin: Origin::Cookie,
+            name: Cow::Borrowed(b""),
+            value: Cow::Borrowed(name),
+        });
+        if !value.is_empty() {
+            parsed.push(Item {
+                class: Class::Cookie,
+                origin: Origin::Cookie,
+                name: Cow::Borrowed(name),
+                value: url_decode(value, false),
+            });
+        }
+    }
+}
+
+/// Builds the list of values to inspect.
+pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
+    let (path, query) = split_target(req.target);
+    let mut parsed = Parsed {
+        // Two values per argument, header and cookie, plus a few.
+        items: Vec::with_capacity(
+            8 + 2 * (req.headers.len() + memchr::memchr_iter(b'&', query).count() + 1)
+                + req
+                    .headers
+                    .iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+                    .map_or(0, |(_, v)| 2 * memchr::memchr_iter(b';', v).count() + 2),
+        ),
+        path_raw: path,
+        content_type: None,
+        overflow: false,
+    };
+    parsed.push(Item {
+        class: Class::Method,
+        origin: Origin::Method,
+        name: Cow::Borrowed(b""),
+        value: Cow::Borrowed(req.method.as_bytes()),
+    });
+    parsed.push(Item {
+        class: Class::Path,
+        origin: Origin::Path,
+        name: Cow::Borrowed(b""),
+        value: Cow::Borrowed(path),
+    });
+    parsed.push(Item {
+        class: Class::Uri,
+        origin: Origin::Uri,
+        name: Cow::Borrowed(b""),
+        value: Cow::Borrowed(req.target),
+    });
+    parse_urlencoded(&mut parsed, query, Origin::Query);
+    for (name, value) in req.headers {
+        let lname = name.to_ascii_lowercase();
+        if lname == "cookie" {
+            parse_cookies(&mut parsed, value);
+            continue;
+        }
+        if lname == "content-type" {
+            let v = value.split(|&b| b == b';').next().unwrap_or(b"");
+            parsed.content_type = Some(v.trim_ascii().to_ascii_lowercase());
+        }
+        let class = if is_structural(&lname) {
+            Class::HeaderStd
+        } else {
+            Class::HeaderUser
+        };
+        parsed.push(Item {
+            class: Class::HeaderName,
+            origin: Origin::Header,
+            name: Cow::Borrowed(b""),
+            value: Cow::Borrowed(name.as_bytes()),
+        });
+        parsed.push(Item {
+            class,
+            origin: Origin::Header,
+            name: Cow::Owned(lname.into_bytes()),
+            value: Cow::Borrowed(value),
+        });
+    }
+    if let Some(b) = req.body {
+        if !b.is_empty() {
+            let ct_full = req
+                .headers
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case("content-type"))
+                .map(|(_, v)| *v);
+            body::parse_body(&mut parsed, ct_full, b);
+        }
+    }
+    parsed
+}
+
+/// A printable, bounded form of a name for match locations: never a value.
+pub(crate) fn clean_name(name: &[u8]) -> String {
+    name.iter()
+        .take(64)
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'[' | b']' | b'@') {
+                b as char
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Item<'_> {
+    /// The match location: names only, never the matched value.
+    pub(crate) fn location(&self) -> String {
+        let names_of = |prefix: &str| format!("{prefix}_names");
+        match (self.origin, self.class) {
+            (Origin::Path, _) => "path".to_owned(),
+            (Origin::Uri, _) => "uri".to_owned(),
+            (Origin::Method, _) => "method".to_owned(),
+            (Origin::Query, Class::ArgName) => names_of("args"),
+            (Origin::Query, _) => format!("args:{}", clean_name(&self.name)),
+            (Origin::Form, Class::ArgName) => names_of("body:form"),
+            (Origin::Form, _) => format!("body:form:{}", clean_name(&self.name)),
+            (Origin::Json, Class::ArgName) => format!("body:json_keys:{}", clean_name(&self.name)),
+            (Origin::Json, _) => format!("body:json:{}", clean_name(&self.name)),
+            (Origin::Multipart, Class::Filename) => {
+                format!("body:multipart:{}:filename", clean_name(&self.name))
+            }
+            (Origin::Multipart, Class::ArgName) => names_of("body:multipart"),
+            (Origin::Multipart, _) => format!("body:multipart:{}", clean_name(&self.name)),
+            (Origin::Xml, _) => format!("body:xml:{}", clean_name(&self.name)),
+            (Origin::Header, Class::HeaderName) => "header_names".to_owned(),
+            (Origin::Header, _) => format!("header:{}", clean_name(&self.name)),
+            (Origin::Cookie, Class::CookieName) => "cookie_names".to_owned(),
+            (Origin::Cookie, _) => format!("cookie:{}", clean_name(&self.name)),
+            (Origin::Body, _) => "body".to_owned(),
+        }
+    }
+
+    /// The argument name an exclusion's `args` list is compared with.
+    pub(crate) fn arg_name(&self) -> Option<&[u8]> {
+        match (self.origin, self.class) {
+            (
+                Origin::Query | Origin::Form | Origin::Json | Origin::Multipart | Origin::Xml,
+                Class::Arg | Class::Filename,
+            ) => Some(&self.name),
+            (Origin::Json, Class::ArgName) => Some(&self.name),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_split() {
+        assert_eq!(split_target(b"/a/b?x=1#f"), (&b"/a/b"[..], &b"x=1"[..]));
+        assert_eq!(
+            split_target(b"http://h.example:8080/p?q"),
+            (&b"/p"[..], &b"q"[..])
+        );
+        assert_eq!(split_target(b"HTTPS://h"), (&b""[..], &b""[..]));
+    }
+
+    #[test]
+    fn query_and_cookies() {
+        let headers = [
+            ("Cookie", &b"sid=abc%20d; cart=1"[..]),
+            ("User-Agent", &b"x"[..]),
+        ];
+        let req = Request {
+            method: "GET",
+            target: b"/s?q=red+shoes&empty=&flag",
+            version: "HTTP/1.1",
+            headers: &headers,
+            body: None,
+            body_truncated: false,
+        };
+        let p = parse(&req);
+        let args: Vec<(String, String)> = p
+            .items
+            .iter()
+            .filter(|i| matches!(i.class, Class::Arg | Class::Cookie))
+            .map(|i| {
+                (
+                    String::from_utf8_lossy(&i.name).into_owned(),
+                    String::from_utf8_lossy(&i.value).into_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            args,
+            vec![
+                ("q".into(), "red shoes".into()),
+                ("sid".into(), "abc d".into()),
+                ("cart".into(), "1".into())
+            ]
+        );
+        assert_eq!(
+            p.items.iter().filter(|i| i.class == Class::ArgName).count(),
+            3
+        );
+    }
+}
