@@ -264,3 +264,40 @@ fn a_bad_custom_rule_is_refused_with_its_position() {
     );
     assert!(stderr.contains("custom-1"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn attacks_on_an_unknown_host_are_still_reported_as_attacks() {
+    let shop = Upstream::start("shop").await;
+    let pki = Pki::new();
+    let gw = Gateway::start(&pki, &shop_config(&[shop.addr], "")).await;
+    let client = gw.client(&pki).http1_only().build();
+
+    let probe = client
+        .get(gw.https_url(
+            "shop.test",
+            "/?id=1%27%20UNION%20SELECT%20password%20FROM%20users--",
+        ))
+        .header("host", "203.0.113.50")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        probe.status(),
+        403,
+        "an attack by IP address is blocked as an attack"
+    );
+    let plain = client
+        .get(gw.https_url("shop.test", "/"))
+        .header("host", "203.0.113.50")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        plain.status(),
+        421,
+        "anything else for an unknown host is misdirected"
+    );
+    gw.metrics_with("palisade_waf_matches_total{category=\"sqli\",mode=\"block\",site=\"-\"}")
+        .await;
+    assert_eq!(shop.requests(), 0);
+}

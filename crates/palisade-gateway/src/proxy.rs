@@ -585,7 +585,16 @@ impl ProxyHttp for EdgeProxy {
             .to_ascii_lowercase();
         ctx.site = gen.site_for(&ctx.host);
         let Some(site_idx) = ctx.site else {
-            // Never redirect to (or proxy for) a host we do not serve: no open redirect.
+            // Never redirect to (or proxy for) a host we do not serve: no open redirect. An
+            // attack sent that way is still reported as one.
+            let verdict = gen
+                .default_waf
+                .as_ref()
+                .map(|engine| waf::inspect(engine, session, None, false));
+            if verdict.as_ref().is_some_and(|v| self.enforce(ctx, v)) {
+                self.respond_page(session, ctx, 403).await?;
+                return Ok(true);
+            }
             ctx.action = Action::Reject;
             self.respond_page(session, ctx, 421).await?;
             return Ok(true);

@@ -85,6 +85,9 @@ pub struct Generation {
     pub https_port: u16,
     /// Limiters, bans and the cluster link, shared with the generations before and after.
     pub limits_state: std::sync::Arc<crate::limits::LimitsState>,
+    /// The built-in rule set at its defaults, for requests whose Host no site lists: a scanner
+    /// probing by IP address is reported as an attack (403) rather than only refused (421).
+    pub default_waf: Option<Arc<palisade_waf::Engine>>,
     health_tasks: Vec<JoinHandle<()>>,
 }
 
@@ -219,6 +222,9 @@ impl Generation {
             baseline: Hardening::baseline(https_port),
             https_port,
             limits_state,
+            default_waf: palisade_waf::compile(&palisade_waf::WafSettings::default())
+                .ok()
+                .map(Arc::new),
             health_tasks,
         })
     }
