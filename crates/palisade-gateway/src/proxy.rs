@@ -108,7 +108,8 @@ pub struct Ctx {
     /// The WAF's rule ids and score, for the access line.
     waf_rules: String,
     waf_score: u32,
-    upstream_ms: Option<f64>,
+    /// Time to the shop's response header, in whole microseconds.
+    upstream_us: Option<u64>,
     /// The matched route of the site, if any.
     route: Option<usize>,
     /// On the site's operator allow-list: bans and limits do not apply.
@@ -539,7 +540,7 @@ impl ProxyHttp for EdgeProxy {
             hold: None,
             waf_rules: String::new(),
             waf_score: 0,
-            upstream_ms: None,
+            upstream_us: None,
             route: None,
             allow_listed: false,
             body: None,
@@ -766,7 +767,7 @@ impl ProxyHttp for EdgeProxy {
             .upstream_started
             .take()
             .map(|t| t.elapsed().as_secs_f64());
-        ctx.upstream_ms = upstream_secs.map(|s| s * 1000.0);
+        ctx.upstream_us = upstream_secs.map(|s| (s * 1e6) as u64);
         if let Some(site) = ctx.site() {
             site.hardening.apply(&mut PingoraHeaders(resp), ctx.https);
             if let (Some(m), Some(secs)) = (metrics(), upstream_secs) {
@@ -855,7 +856,8 @@ impl ProxyHttp for EdgeProxy {
             .map(|r| r.status.as_u16())
             .unwrap_or(0);
         let site = ctx.site().map(|s| s.config.name.as_str()).unwrap_or("-");
-        let ms = ctx.started.elapsed().as_secs_f64() * 1000.0;
+        // Whole microseconds: a float's digits (7.123000000000005) could read as a card number.
+        let duration_us = ctx.started.elapsed().as_micros() as u64;
         // Statuses the site counts as violations (e.g. 401s on a login form).
         let counted = ctx
             .site()
@@ -908,8 +910,8 @@ impl ProxyHttp for EdgeProxy {
             status,
             bytes_in = session.body_bytes_read(),
             bytes_out = session.body_bytes_sent(),
-            duration_ms = ms,
-            upstream_ms = ctx.upstream_ms.unwrap_or(-1.0),
+            duration_us,
+            upstream_us = ctx.upstream_us.map(|u| u as i64).unwrap_or(-1),
             user_agent = %user_agent,
             tls_version = %tls,
             action = ctx.action.as_str(),
