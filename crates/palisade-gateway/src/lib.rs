@@ -56,6 +56,9 @@ pub enum GatewayError {
     Config(#[from] ConfigError),
 }
 
+/// After the last in-flight request, how long connections get to write their final bytes.
+const FLUSH_GRACE: Duration = Duration::from_millis(250);
+
 /// The addresses the gateway actually listens on (port 0 resolved).
 #[derive(Debug, Clone, Copy)]
 pub struct BoundAddrs {
@@ -305,6 +308,10 @@ impl Gateway {
         let all = async move {
             futures_join(services).await;
             inflight.wait_idle().await;
+            // A finished request's last bytes may still sit in its connection task (h2 frames
+            // are written by the connection driver): let them reach the socket before the
+            // runtime goes away.
+            tokio::time::sleep(FLUSH_GRACE).await;
         };
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!(
