@@ -398,9 +398,13 @@ impl EdgeProxy {
             }
             Admission::Continue => {}
         }
-        let method = session.req_header().method.as_str().to_string();
+        if site.limits.routes.is_empty() {
+            return Ok(false); // no route: nothing to normalise the path for
+        }
         let path = palisade_config::normalize_path(session.req_header().uri.path());
-        ctx.route = site.limits.route_for(&method, &path);
+        ctx.route = site
+            .limits
+            .route_for(session.req_header().method.as_str(), &path);
         let Some(route) = ctx.route.and_then(|i| site.limits.routes.get(i)) else {
             return Ok(false);
         };

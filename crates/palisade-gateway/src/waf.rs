@@ -46,13 +46,7 @@ pub fn plan_body(session: &mut Session, engine: &Engine) -> BodyPlan {
         return BodyPlan::None;
     }
     let limit = engine.body_limit();
-    let declared = session
-        .req_header()
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok());
-    match declared {
+    match declared_length(session) {
         Some(0) => BodyPlan::None,
         Some(n) if n > limit && engine.body_overflow() == BodyOverflow::Reject => {
             BodyPlan::TooLarge
@@ -62,15 +56,19 @@ pub fn plan_body(session: &mut Session, engine: &Engine) -> BodyPlan {
     }
 }
 
-/// Does the request declare a body small enough to read before contacting the shop?
-pub fn small_body(session: &Session) -> bool {
+/// The body length the request declares (`Content-Length`), if it declares one.
+fn declared_length(session: &Session) -> Option<usize> {
     session
         .req_header()
         .headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<usize>().ok())
-        .is_some_and(|n| n > 0 && n <= REPLAY_LIMIT)
+}
+
+/// Does the request declare a body small enough to read before contacting the shop?
+pub fn small_body(session: &Session) -> bool {
+    declared_length(session).is_some_and(|n| n > 0 && n <= REPLAY_LIMIT)
 }
 
 /// Read a small body with the retry buffer on, so Pingora replays it to the shop.
