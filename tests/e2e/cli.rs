@@ -100,7 +100,7 @@ async fn sighup_reloads_a_good_config_and_keeps_serving_on_a_bad_one() {
         .await
         .unwrap();
     assert_eq!(backend(resp).await, "a");
-    assert!(gw.stderr_text().is_empty() || !gw.stderr_text().contains("panicked"));
+    assert!(!gw.stderr_text().contains("panicked"));
 
     // A good one is swapped in.
     std::fs::write(&gw.config, shop_config(&[b.addr], "")).unwrap();

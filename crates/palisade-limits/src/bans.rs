@@ -44,6 +44,18 @@ struct Client {
 }
 
 impl Client {
+    /// A client with no violation, strike or ban yet.
+    fn fresh(now_ms: u64, synced: bool) -> Client {
+        Client {
+            violations: 0,
+            window_start_ms: now_ms,
+            strikes: 0,
+            ban_until_ms: 0,
+            reason: Arc::from(""),
+            synced,
+        }
+    }
+
     fn keep(&self, now_ms: u64, window_ms: u64) -> bool {
         self.ban_until_ms > now_ms
             || (self.violations > 0 && self.window_start_ms + window_ms > now_ms)
@@ -183,17 +195,7 @@ impl Bans {
         let now_ms = unix_ms(now);
         let window_ms = self.inner.window.as_millis() as u64;
         let mut clients = self.inner.clients.write();
-        if !clients.contains_key(&ip) && clients.len() >= self.inner.max_clients {
-            self.make_room(&mut clients, now_ms);
-        }
-        let c = clients.entry(ip).or_insert_with(|| Client {
-            violations: 0,
-            window_start_ms: now_ms,
-            strikes: 0,
-            ban_until_ms: 0,
-            reason: Arc::from(""),
-            synced: false,
-        });
+        let c = self.client_entry(&mut clients, ip, now_ms, false);
         if c.ban_until_ms > now_ms {
             // Already banned: nothing to escalate.
             return None;
@@ -272,17 +274,7 @@ impl Bans {
         synced: bool,
     ) {
         let mut clients = self.inner.clients.write();
-        if !clients.contains_key(&ip) && clients.len() >= self.inner.max_clients {
-            self.make_room(&mut clients, now_ms);
-        }
-        let c = clients.entry(ip).or_insert_with(|| Client {
-            violations: 0,
-            window_start_ms: now_ms,
-            strikes: 0,
-            ban_until_ms: 0,
-            reason: Arc::from(""),
-            synced,
-        });
+        let c = self.client_entry(&mut clients, ip, now_ms, synced);
         if c.ban_until_ms <= now_ms {
             self.inner.active.fetch_add(1, Ordering::Relaxed);
             c.strikes = c.strikes.saturating_add(1);
@@ -371,6 +363,22 @@ impl Bans {
 
     /// The table is full: drop stale entries; if none are stale, drop the non-banned entry
     /// with the oldest window, and only if every entry is banned, the ban ending first.
+    /// The client's record, created fresh (after making room when the table is full).
+    fn client_entry<'m>(
+        &self,
+        clients: &'m mut HashMap<IpAddr, Client>,
+        ip: IpAddr,
+        now_ms: u64,
+        synced: bool,
+    ) -> &'m mut Client {
+        if !clients.contains_key(&ip) && clients.len() >= self.inner.max_clients {
+            self.make_room(clients, now_ms);
+        }
+        clients
+            .entry(ip)
+            .or_insert_with(|| Client::fresh(now_ms, synced))
+    }
+
     fn make_room(&self, clients: &mut HashMap<IpAddr, Client>, now_ms: u64) {
         let window_ms = self.inner.window.as_millis() as u64;
         clients.retain(|_, c| c.keep(now_ms, window_ms));
@@ -424,14 +432,9 @@ impl Bans {
                     skipped += 1;
                     continue;
                 }
-                let c = clients.entry(*ip).or_insert_with(|| Client {
-                    violations: 0,
-                    window_start_ms: now_ms,
-                    strikes: 0,
-                    ban_until_ms: 0,
-                    reason: Arc::from(""),
-                    synced: true,
-                });
+                let c = clients
+                    .entry(*ip)
+                    .or_insert_with(|| Client::fresh(now_ms, true));
                 if c.ban_until_ms <= now_ms {
                     c.strikes = c.strikes.saturating_add(1);
                 }
