@@ -301,23 +301,24 @@ impl Rule {
     }
 }
 
+/// The rules one kind of value is checked against: a class, or for headers
+/// a class and a header name (so that rules naming one header are never
+/// tried on the others, and no per-value name test is left).
 #[derive(Debug, Default)]
 struct ClassIndex {
-    /// Views read by any rule of the class.
+    /// Views read by any rule of the index.
     views: u8,
-    /// Multi-byte prefilter literals.
+    /// All prefilter literals (one byte or more), one automaton.
     ac: Option<AhoCorasick>,
     /// Literal id -> rules.
     lit_rules: Vec<Vec<u16>>,
-    /// Single-byte prefilter literals: byte -> rules (both letter cases).
-    byte_rules: Vec<Vec<u16>>,
-    /// Any single-byte literal at all.
-    has_bytes: bool,
     /// Rules without a prefilter, tried on every value (regex rules are in
     /// `sets` instead).
     always: Vec<u16>,
     /// Per view: a set of unprefiltered regex rules.
     sets: Vec<(View, RegexSet, Vec<u16>)>,
+    /// `length_gt` rules: rule and limit, checked on the value's length.
+    lengths: Vec<(u16, usize)>,
 }
 
 #[derive(Debug)]
@@ -338,7 +339,11 @@ pub struct Engine {
     body_limit: usize,
     body_overflow: BodyOverflow,
     rules: Vec<Rule>,
+    /// One index per class, then two (user, structural) per header name a
+    /// rule targets.
     classes: Vec<ClassIndex>,
+    /// Lower-case header name -> its first index in `classes`.
+    named: Vec<(Vec<u8>, usize)>,
     /// Request-level rules: protocol checks and counts.
     request_rules: Vec<u16>,
     exclusions: Vec<CExclusion>,
@@ -414,8 +419,18 @@ fn parse_targets(targets: &[String]) -> Result<(u16, Vec<String>, bool), String>
     Ok((mask, names, all_headers))
 }
 
-/// Rules, per-class indexes, request-level rule ids, widest literal set.
-type Compiled = (Vec<Rule>, Vec<ClassIndex>, Vec<u16>, usize);
+/// What [`Builder::finish`] produces.
+struct Compiled {
+    rules: Vec<Rule>,
+    /// One index per class, then two (user, structural) per named header.
+    classes: Vec<ClassIndex>,
+    /// Lower-case header name -> its first index in `classes`.
+    named: Vec<(Vec<u8>, usize)>,
+    /// Request-level rules.
+    request_rules: Vec<u16>,
+    /// Widest literal set of any index.
+    literal_count: usize,
+}
 
 struct Builder {
     rules: Vec<Rule>,
@@ -540,103 +555,125 @@ fn build_rule(def: &CustomRule, site: &SiteOptions) -> Result<Option<(Rule, Vec<
 }
 
 impl Builder {
-    fn finish(self) -> Result<Compiled, String> {
-        let mut classes: Vec<ClassIndex> =
-            (0..CLASS_COUNT).map(|_| ClassIndex::default()).collect();
-        let mut request_rules = Vec::new();
-        let mut literal_count = 0;
-        for class in Class::ALL {
-            let ci = &mut classes[class as usize];
-            let mut lits: Vec<String> = Vec::new();
-            let mut lit_rules: Vec<Vec<u16>> = Vec::new();
-            let mut set_patterns: Vec<(View, Vec<String>, Vec<u16>)> = Vec::new();
-            for (idx, rule) in self.rules.iter().enumerate() {
-                let idx = u16::try_from(idx).map_err(|_| "too many rules".to_owned())?;
-                if rule.classes & class.bit() == 0 {
-                    continue;
-                }
-                if matches!(rule.op, Op::CountGt(_) | Op::Proto(_)) {
-                    continue;
-                }
-                ci.views |= rule.views;
-                let pf = &self.prefilters[idx as usize];
-                if !pf.is_empty() {
-                    for l in pf {
-                        let l = l.to_ascii_lowercase();
-                        if l.len() == 1 {
-                            // One byte: a table lookup instead of the automaton.
-                            if ci.byte_rules.is_empty() {
-                                ci.byte_rules = vec![Vec::new(); 256];
-                            }
-                            let b = l.as_bytes()[0];
-                            for c in [b, b.to_ascii_uppercase()] {
-                                if !ci.byte_rules[c as usize].contains(&idx) {
-                                    ci.byte_rules[c as usize].push(idx);
-                                }
-                            }
-                            ci.has_bytes = true;
-                            continue;
+    /// Builds the index of one class (and, for header classes, one header
+    /// name: `None` is every header no rule names).
+    fn index(&self, class: Class, header: Option<&str>) -> Result<ClassIndex, String> {
+        let is_header = matches!(class, Class::HeaderUser | Class::HeaderStd);
+        let mut ci = ClassIndex::default();
+        let mut lits: Vec<String> = Vec::new();
+        let mut lit_rules: Vec<Vec<u16>> = Vec::new();
+        let mut set_patterns: Vec<(View, Vec<String>, Vec<u16>)> = Vec::new();
+        for (idx, rule) in self.rules.iter().enumerate() {
+            let idx = u16::try_from(idx).map_err(|_| "too many rules".to_owned())?;
+            if rule.classes & class.bit() == 0 {
+                continue;
+            }
+            if matches!(rule.op, Op::CountGt(_) | Op::Proto(_)) {
+                continue;
+            }
+            if is_header
+                && !rule.all_headers
+                && !header.is_some_and(|h| rule.header_names.iter().any(|n| n == h))
+            {
+                continue;
+            }
+            if let Op::LengthGt(n) = rule.op {
+                ci.lengths.push((idx, n));
+                continue;
+            }
+            ci.views |= rule.views;
+            let pf = &self.prefilters[idx as usize];
+            if !pf.is_empty() {
+                for l in pf {
+                    let l = l.to_ascii_lowercase();
+                    let id = match lits.iter().position(|x| *x == l) {
+                        Some(i) => i,
+                        None => {
+                            lits.push(l);
+                            lit_rules.push(Vec::new());
+                            lits.len() - 1
                         }
-                        let id = match lits.iter().position(|x| *x == l) {
-                            Some(i) => i,
-                            None => {
-                                lits.push(l);
-                                lit_rules.push(Vec::new());
-                                lits.len() - 1
+                    };
+                    if !lit_rules[id].contains(&idx) {
+                        lit_rules[id].push(idx);
+                    }
+                }
+                continue;
+            }
+            if let Op::Regex(r) = &rule.op {
+                for v in View::ALL {
+                    if rule.views & v.bit() != 0 {
+                        match set_patterns.iter_mut().find(|(sv, _, _)| *sv == v) {
+                            Some((_, pats, ids)) => {
+                                pats.push(r.as_str().to_owned());
+                                ids.push(idx);
                             }
-                        };
-                        if !lit_rules[id].contains(&idx) {
-                            lit_rules[id].push(idx);
+                            None => set_patterns.push((v, vec![r.as_str().to_owned()], vec![idx])),
                         }
                     }
-                    continue;
                 }
-                if let Op::Regex(r) = &rule.op {
-                    for v in View::ALL {
-                        if rule.views & v.bit() != 0 {
-                            match set_patterns.iter_mut().find(|(sv, _, _)| *sv == v) {
-                                Some((_, pats, ids)) => {
-                                    pats.push(r.as_str().to_owned());
-                                    ids.push(idx);
-                                }
-                                None => {
-                                    set_patterns.push((v, vec![r.as_str().to_owned()], vec![idx]))
-                                }
-                            }
-                        }
-                    }
-                } else {
-                    ci.always.push(idx);
-                }
-            }
-            if !lits.is_empty() {
-                let ac = AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
-                    .match_kind(MatchKind::Standard)
-                    .kind(Some(AhoCorasickKind::DFA))
-                    .build(&lits)
-                    .map_err(|e| format!("literal automaton: {e}"))?;
-                literal_count = literal_count.max(lits.len());
-                ci.ac = Some(ac);
-                ci.lit_rules = lit_rules;
-            }
-            for (v, pats, ids) in set_patterns {
-                let set = RegexSetBuilder::new(&pats)
-                    .case_insensitive(true)
-                    .unicode(false)
-                    .size_limit(16 << 20)
-                    .dfa_size_limit(16 << 20)
-                    .build()
-                    .map_err(|e| format!("regex set: {e}"))?;
-                ci.sets.push((v, set, ids));
+            } else {
+                ci.always.push(idx);
             }
         }
+        if !lits.is_empty() {
+            let ac = AhoCorasick::builder()
+                .ascii_case_insensitive(true)
+                .match_kind(MatchKind::Standard)
+                .kind(Some(AhoCorasickKind::DFA))
+                .build(&lits)
+                .map_err(|e| format!("literal automaton: {e}"))?;
+            ci.ac = Some(ac);
+            ci.lit_rules = lit_rules;
+        }
+        for (v, pats, ids) in set_patterns {
+            let set = RegexSetBuilder::new(&pats)
+                .case_insensitive(true)
+                .unicode(false)
+                .size_limit(16 << 20)
+                .dfa_size_limit(16 << 20)
+                .build()
+                .map_err(|e| format!("regex set: {e}"))?;
+            ci.sets.push((v, set, ids));
+        }
+        Ok(ci)
+    }
+
+    fn finish(self) -> Result<Compiled, String> {
+        let mut classes = Vec::with_capacity(CLASS_COUNT);
+        for class in Class::ALL {
+            classes.push(self.index(class, None)?);
+        }
+        // Header names some rule targets: their own pair of indexes.
+        let mut names: Vec<String> = Vec::new();
+        for rule in &self.rules {
+            for n in &rule.header_names {
+                if !names.contains(n) {
+                    names.push(n.clone());
+                }
+            }
+        }
+        let mut named = Vec::with_capacity(names.len());
+        for n in names {
+            let at = classes.len();
+            classes.push(self.index(Class::HeaderUser, Some(&n))?);
+            classes.push(self.index(Class::HeaderStd, Some(&n))?);
+            named.push((n.into_bytes(), at));
+        }
+        let literal_count = classes.iter().map(|c| c.lit_rules.len()).max().unwrap_or(0);
+        let mut request_rules = Vec::new();
         for (idx, rule) in self.rules.iter().enumerate() {
             if matches!(rule.op, Op::CountGt(_) | Op::Proto(_)) {
                 request_rules.push(u16::try_from(idx).map_err(|_| "too many rules".to_owned())?);
             }
         }
-        Ok((self.rules, classes, request_rules, literal_count))
+        Ok(Compiled {
+            rules: self.rules,
+            classes,
+            named,
+            request_rules,
+            literal_count,
+        })
     }
 }
 
@@ -844,8 +881,13 @@ pub fn compile(settings: &WafSettings) -> Result<Engine, Vec<WafConfigError>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let (rules, classes, request_rules, literal_count) =
-        builder.finish().map_err(|m| vec![err(0..0, m)])?;
+    let Compiled {
+        rules,
+        classes,
+        named,
+        request_rules,
+        literal_count,
+    } = builder.finish().map_err(|m| vec![err(0..0, m)])?;
     Ok(Engine {
         enabled: settings.enabled.unwrap_or(true),
         mode,
@@ -854,6 +896,7 @@ pub fn compile(settings: &WafSettings) -> Result<Engine, Vec<WafConfigError>> {
         body_overflow,
         rules,
         classes,
+        named,
         request_rules,
         exclusions,
         literal_count,
@@ -864,10 +907,27 @@ pub fn compile(settings: &WafSettings) -> Result<Engine, Vec<WafConfigError>> {
 struct State {
     fired: Vec<u64>,
     matches: Vec<(u16, String)>,
-    lit_seen: Vec<u64>,
-    cand: Vec<u64>,
+    /// Literal id -> the segment stamp it was last seen in.
+    lit_seen: Vec<u32>,
+    /// Rule -> the segment stamp it was last queued for.
+    rule_seen: Vec<u32>,
+    /// Stamp of the first segment of the batch being scanned, minus one.
+    stamp_base: u32,
+    /// (segment, rule) pairs a batch scan queued.
+    hits: Vec<(u32, u16)>,
     sqli: sqli::Scratch,
     path_norm: Option<Vec<u8>>,
+}
+
+/// One text (a distinct view of a value) in the scan buffer, where the
+/// texts of all values that share an index are back to back.
+struct Seg {
+    /// Index of the value in `Parsed::items`.
+    item: u32,
+    /// The views this text stands for.
+    views: u8,
+    start: usize,
+    end: usize,
 }
 
 fn bit_test(v: &[u64], i: usize) -> bool {
@@ -880,26 +940,59 @@ fn bit_set(v: &mut [u64], i: usize) {
     }
 }
 
-/// Classifies a value in one pass: `plain` when it holds only letters,
-/// digits, single spaces, `_ . , : @ -` and non-ASCII text (never the
-/// full-width lead byte `0xEF`), so that no decoder, comment or path rule
-/// can change it.
-fn plain_value(v: &[u8]) -> (bool, bool, bool) {
-    let mut upper = false;
-    let mut space = false;
-    let mut prev = 0u8;
-    for &b in v {
-        match b {
-            b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b',' | b':' | b'@' | b'-' => {}
-            b'A'..=b'Z' => upper = true,
-            b' ' if prev != b' ' => space = true,
-            0x80..=0xee | 0xf0..=0xff => {}
-            _ => return (false, upper, space),
+/// Byte flags: what a byte can change in the views of a value.
+/// `%`, `&`, `\`, NUL and the full-width lead byte: `norm` decodes or folds.
+const F_NORM: u8 = 1;
+const F_UPPER: u8 = 2;
+/// Whitespace and control bytes: `compact` and `strip` may differ.
+const F_SPACE: u8 = 4;
+/// What `cmd` removes or replaces.
+const F_CMD: u8 = 8;
+/// `/`: `path` may collapse something.
+const F_SLASH: u8 = 16;
+/// `*` and `!`: comment markers (`/*`, `*/`, `<!--`).
+const F_COMMENT: u8 = 32;
+/// Outside the Base64 alphabet (with space and `=`).
+const F_NOT_B64: u8 = 64;
+
+const fn byte_flags() -> [u8; 256] {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        let mut f = 0;
+        if matches!(b, b'%' | b'&' | b'\\' | 0 | 0xef) {
+            f |= F_NORM;
         }
-        prev = b;
+        if b.is_ascii_uppercase() {
+            f |= F_UPPER;
+        }
+        // Same set as `normalize::is_space`.
+        if b <= 0x20 || b == 0x7f {
+            f |= F_SPACE;
+        }
+        if matches!(
+            b,
+            b'\'' | b'"' | b'\\' | b'^' | b'$' | b'\t' | b'\n' | b'\r' | b'+'
+        ) {
+            f |= F_CMD;
+        }
+        if b == b'/' {
+            f |= F_SLASH;
+        }
+        if b == b'*' || b == b'!' {
+            f |= F_COMMENT;
+        }
+        if !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b' ' | b'=')) {
+            f |= F_NOT_B64;
+        }
+        t[i] = f;
+        i += 1;
     }
-    (true, upper, space)
+    t
 }
+
+static BYTE_FLAGS: [u8; 256] = byte_flags();
 
 /// At most this many distinct rules are reported per request.
 const MAX_MATCHES: usize = 64;
@@ -938,20 +1031,66 @@ impl Engine {
             return Verdict::allow();
         }
         let parsed = request::parse(req);
-        let words = self.rules.len().div_ceil(64);
         let mut st = State {
-            fired: vec![0; words],
+            fired: vec![0; self.rules.len().div_ceil(64)],
             matches: Vec::new(),
-            lit_seen: vec![0; self.literal_count.div_ceil(64)],
-            cand: vec![0; words],
+            lit_seen: vec![0; self.literal_count],
+            rule_seen: vec![0; self.rules.len()],
+            stamp_base: 0,
+            hits: Vec::new(),
             sqli: sqli::Scratch::default(),
             path_norm: None,
         };
+        let hdrs = crate::protocol::headers(req);
         for &r in &self.request_rules {
-            self.eval_request_rule(r, req, &parsed, &mut st);
+            self.eval_request_rule(r, req, &parsed, &hdrs, &mut st);
         }
-        for item in &parsed.items {
-            self.eval_item(item, &parsed, &mut st);
+        // Values grouped by index (a counting sort), so that each index's
+        // texts are back to back in one buffer and one automaton pass reads
+        // them all.
+        let slots: Vec<u16> = parsed
+            .items
+            .iter()
+            .map(|item| u16::try_from(self.index_of(item)).unwrap_or(u16::MAX))
+            .collect();
+        let mut first = vec![0u32; self.classes.len() + 1];
+        for &x in &slots {
+            if let Some(c) = first.get_mut(x as usize + 1) {
+                *c += 1;
+            }
+        }
+        for j in 1..first.len() {
+            first[j] += first[j - 1];
+        }
+        let mut order: Vec<(u16, u32)> = vec![(0, 0); slots.len()];
+        {
+            let mut next = first.clone();
+            for (i, &x) in slots.iter().enumerate() {
+                if let Some(at) = next.get_mut(x as usize) {
+                    if let Some(o) = order.get_mut(*at as usize) {
+                        *o = (x, u32::try_from(i).unwrap_or(u32::MAX));
+                    }
+                    *at += 1;
+                }
+            }
+        }
+        let total: usize = parsed.items.iter().map(|i| i.value.len()).sum();
+        let mut buf: Vec<u8> = Vec::with_capacity(total + total / 2 + 64);
+        let mut segs: Vec<Seg> = Vec::with_capacity(2 * order.len() + 8);
+        let mut k = 0;
+        while k < order.len() {
+            let idx = order[k].0;
+            let (from, seg0) = (buf.len(), segs.len());
+            while k < order.len() && order[k].0 == idx {
+                let i = order[k].1 as usize;
+                if let Some(item) = parsed.items.get(i) {
+                    self.collect_item(i, item, idx as usize, &parsed, &mut st, &mut buf, &mut segs);
+                }
+                k += 1;
+            }
+            if segs.len() > seg0 {
+                self.scan_batch(idx as usize, &buf, from, &segs[seg0..], &parsed, &mut st);
+            }
         }
         self.verdict(st)
     }
@@ -1060,6 +1199,7 @@ impl Engine {
         r: u16,
         req: &Request<'_>,
         parsed: &request::Parsed<'_>,
+        hdrs: &crate::protocol::Headers<'_>,
         st: &mut State,
     ) {
         let rule = &self.rules[r as usize];
@@ -1072,7 +1212,7 @@ impl Engine {
                     .count();
                 (count > *n).then_some("request")
             }
-            Op::Proto(p) => crate::protocol::check(*p, req, parsed),
+            Op::Proto(p) => crate::protocol::check(*p, req, parsed, hdrs),
             _ => None,
         };
         if let Some(loc) = hit {
@@ -1080,45 +1220,88 @@ impl Engine {
         }
     }
 
-    fn eval_item(&self, item: &Item<'_>, parsed: &request::Parsed<'_>, st: &mut State) {
-        let ci = &self.classes[item.class as usize];
+    /// The index a value is checked with: its class, or its header's own.
+    fn index_of(&self, item: &Item<'_>) -> usize {
+        if matches!(item.class, Class::HeaderUser | Class::HeaderStd) {
+            for (name, at) in &self.named {
+                if name.as_slice() == &*item.name {
+                    return at + usize::from(item.class == Class::HeaderStd);
+                }
+            }
+        }
+        item.class as usize
+    }
+
+    /// Computes the views of one value that its index reads and appends
+    /// each distinct one to the index's batch.
+    #[allow(clippy::too_many_arguments)]
+    fn collect_item(
+        &self,
+        i: usize,
+        item: &Item<'_>,
+        idx: usize,
+        parsed: &request::Parsed<'_>,
+        st: &mut State,
+        buf: &mut Vec<u8>,
+        segs: &mut Vec<Seg>,
+    ) {
+        let ci = &self.classes[idx];
+        for &(r, n) in &ci.lengths {
+            if item.value.len() > n {
+                self.record(r, Some(item), || item.location(), parsed, st);
+            }
+        }
         let needed = ci.views;
         if needed == 0 {
             return;
         }
-        // Compute the views this class needs, once.
         let raw: &[u8] = &item.value;
+        // One pass decides which views can differ from `norm`: most benign
+        // values are words, numbers, dates, tokens, and every derived view
+        // then borrows `norm` (or `norm` is `raw` lower-cased).
+        let flags = raw.iter().fold(0u8, |a, &b| a | BYTE_FLAGS[b as usize]);
+        let decode = flags & F_NORM != 0;
         let derived = View::Compact.bit() | View::Strip.bit() | View::Path.bit() | View::Cmd.bit();
-        // Most benign values are words, numbers, dates and e-mail addresses:
-        // then every derived view equals `norm` (or `norm` without spaces),
-        // and one pass decides it.
-        let (plain, upper, space) = plain_value(raw);
         let norm: Option<Cow<'_, [u8]>> = (needed & (View::Norm.bit() | derived) != 0).then(|| {
-            if plain {
-                if upper {
-                    Cow::Owned(raw.to_ascii_lowercase())
-                } else {
-                    Cow::Borrowed(raw)
-                }
-            } else {
+            if decode {
                 normalize::norm(raw)
+            } else if flags & F_UPPER != 0 {
+                Cow::Owned(raw.to_ascii_lowercase())
+            } else {
+                Cow::Borrowed(raw)
             }
         });
         let n: &[u8] = norm.as_deref().unwrap_or(raw);
-        let same = |f: fn(&[u8]) -> Cow<'_, [u8]>| if plain { Cow::Borrowed(n) } else { f(n) };
-        let compact = (needed & View::Compact.bit() != 0).then(|| same(normalize::compact));
-        let strip = (needed & View::Strip.bit() != 0).then(|| {
-            if plain && !space {
-                Cow::Borrowed(n)
-            } else {
-                normalize::strip(n)
-            }
-        });
-        let path = (needed & View::Path.bit() != 0).then(|| same(normalize::collapse_path));
-        let cmd = (needed & View::Cmd.bit() != 0).then(|| same(normalize::cmd));
-        let b64: Option<Vec<u8>> = (needed & View::Base64.bit() != 0)
-            .then(|| normalize::base64_text(raw).map(|d| normalize::norm(&d).into_owned()))
-            .flatten();
+        let view = |bit: View, may_change: bool, f: fn(&[u8]) -> Cow<'_, [u8]>| {
+            (needed & bit.bit() != 0).then(|| {
+                if decode || may_change {
+                    f(n)
+                } else {
+                    Cow::Borrowed(n)
+                }
+            })
+        };
+        let compact = view(
+            View::Compact,
+            flags & (F_SPACE | F_COMMENT) != 0,
+            normalize::compact,
+        );
+        let strip = view(
+            View::Strip,
+            flags & (F_SPACE | F_COMMENT) != 0,
+            normalize::strip,
+        );
+        let path = view(
+            View::Path,
+            flags & F_SLASH != 0 || n.first() == Some(&b'.'),
+            normalize::collapse_path,
+        );
+        let cmd = view(View::Cmd, flags & F_CMD != 0, normalize::cmd);
+        let b64: Option<Vec<u8>> = (needed & View::Base64.bit() != 0
+            && raw.len() >= normalize::BASE64_MIN
+            && (flags & F_NOT_B64 == 0 || raw.first() == Some(&b'/')))
+        .then(|| normalize::base64_text(raw).map(|d| normalize::norm(&d).into_owned()))
+        .flatten();
         let texts: [Option<&[u8]>; VIEW_COUNT] = [
             (needed & View::Raw.bit() != 0).then_some(raw),
             norm.as_deref(),
@@ -1157,82 +1340,99 @@ impl Engine {
             leader[v] = l;
             members[l] |= 1 << v;
         }
+        let item_no = u32::try_from(i).unwrap_or(u32::MAX);
         for l in 0..VIEW_COUNT {
             if leader[l] != l {
                 continue;
             }
             let Some(text) = texts[l] else { continue };
-            let mask = members[l];
-            // Literal prefilters: single bytes through a byte set, longer
-            // literals through the automaton.
-            st.cand.iter_mut().for_each(|w| *w = 0);
-            let mut any = false;
-            if ci.has_bytes {
-                let mut present = [0u64; 4];
-                for &b in text {
-                    present[(b >> 6) as usize] |= 1 << (b & 63);
+            let start = buf.len();
+            buf.extend_from_slice(text);
+            segs.push(Seg {
+                item: item_no,
+                views: members[l],
+                start,
+                end: buf.len(),
+            });
+        }
+    }
+
+    /// Runs one index's automaton over its whole batch, then the rules its
+    /// literals selected, and the unprefiltered rules on every text.
+    fn scan_batch(
+        &self,
+        idx: usize,
+        buf: &[u8],
+        from: usize,
+        segs: &[Seg],
+        parsed: &request::Parsed<'_>,
+        st: &mut State,
+    ) {
+        let ci = &self.classes[idx];
+        let base = st.stamp_base;
+        st.stamp_base = base.saturating_add(u32::try_from(segs.len()).unwrap_or(u32::MAX));
+        let mut hits = std::mem::take(&mut st.hits);
+        hits.clear();
+        if let Some(ac) = &ci.ac {
+            let mut si = 0usize;
+            for m in ac.find_overlapping_iter(buf.get(from..).unwrap_or(b"")) {
+                let (start, end) = (m.start() + from, m.end() + from);
+                // Matches come in order of their end: the segment that holds
+                // the end only moves forward.
+                while si < segs.len() && segs[si].end < end {
+                    si += 1;
                 }
-                for (w, word) in present.iter().enumerate() {
-                    let mut bits = *word;
-                    while bits != 0 {
-                        let b = w * 64 + bits.trailing_zeros() as usize;
-                        bits &= bits - 1;
-                        for &r in &ci.byte_rules[b] {
-                            if self.rules[r as usize].views & mask != 0
-                                && !bit_test(&st.fired, r as usize)
-                            {
-                                bit_set(&mut st.cand, r as usize);
-                                any = true;
-                            }
-                        }
+                let Some(seg) = segs.get(si) else { break };
+                if start < seg.start {
+                    // Spans two texts: not a real occurrence.
+                    continue;
+                }
+                let stamp = base.saturating_add(u32::try_from(si).unwrap_or(u32::MAX)) + 1;
+                let lit = m.pattern().as_usize();
+                if st.lit_seen[lit] == stamp {
+                    continue;
+                }
+                st.lit_seen[lit] = stamp;
+                for &r in &ci.lit_rules[lit] {
+                    if self.rules[r as usize].views & seg.views != 0
+                        && st.rule_seen[r as usize] != stamp
+                        && !bit_test(&st.fired, r as usize)
+                    {
+                        st.rule_seen[r as usize] = stamp;
+                        hits.push((u32::try_from(si).unwrap_or(u32::MAX), r));
                     }
                 }
             }
-            if let Some(ac) = &ci.ac {
-                st.lit_seen.iter_mut().for_each(|w| *w = 0);
-                for m in ac.find_overlapping_iter(text) {
-                    let lit = m.pattern().as_usize();
-                    if bit_test(&st.lit_seen, lit) {
-                        continue;
-                    }
-                    bit_set(&mut st.lit_seen, lit);
-                    for &r in &ci.lit_rules[lit] {
-                        if self.rules[r as usize].views & mask != 0
-                            && !bit_test(&st.fired, r as usize)
-                        {
-                            bit_set(&mut st.cand, r as usize);
-                            any = true;
-                        }
-                    }
-                }
-            }
-            {
-                if any {
-                    for w in 0..st.cand.len() {
-                        let mut bits = st.cand[w];
-                        while bits != 0 {
-                            let b = bits.trailing_zeros() as usize;
-                            bits &= bits - 1;
-                            let r = (w * 64 + b) as u16;
-                            self.try_rule(r, item, text, parsed, st);
-                        }
-                    }
-                }
-            }
+        }
+        for &(si, r) in &hits {
+            let Some(seg) = segs.get(si as usize) else {
+                continue;
+            };
+            let Some(item) = parsed.items.get(seg.item as usize) else {
+                continue;
+            };
+            self.try_rule(r, item, &buf[seg.start..seg.end], parsed, st);
+        }
+        st.hits = hits;
+        if ci.always.is_empty() && ci.sets.is_empty() {
+            return;
+        }
+        for seg in segs {
+            let Some(item) = parsed.items.get(seg.item as usize) else {
+                continue;
+            };
+            let text = &buf[seg.start..seg.end];
             for &r in &ci.always {
-                if self.rules[r as usize].views & mask != 0 {
+                if self.rules[r as usize].views & seg.views != 0 {
                     self.try_rule(r, item, text, parsed, st);
                 }
             }
             for (v, set, ids) in &ci.sets {
-                if mask & v.bit() == 0 {
+                if seg.views & v.bit() == 0 {
                     continue;
                 }
                 for m in set.matches(text).iter() {
-                    let r = ids[m];
-                    if self.rules[r as usize].applies_to(item) {
-                        self.record(r, Some(item), || item.location(), parsed, st);
-                    }
+                    self.record(ids[m], Some(item), || item.location(), parsed, st);
                 }
             }
         }
@@ -1250,9 +1450,6 @@ impl Engine {
             return;
         }
         let rule = &self.rules[r as usize];
-        if !rule.applies_to(item) {
-            return;
-        }
         let hit = match &rule.op {
             Op::Regex(re) => re.is_match(text),
             Op::Literals => true,

@@ -5,16 +5,6 @@ use crate::request::{Class, Parsed, Request};
 
 const METHODS: &[&str] = &["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"];
 
-fn header<'a, 'n>(
-    req: &Request<'a>,
-    name: &'n str,
-) -> impl Iterator<Item = &'a [u8]> + use<'a, 'n> {
-    req.headers
-        .iter()
-        .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
-        .map(|(_, v)| *v)
-}
-
 fn is_ip_literal(host: &[u8]) -> bool {
     let h = host.trim_ascii();
     if h.starts_with(b"[") {
@@ -29,40 +19,99 @@ fn is_ip_literal(host: &[u8]) -> bool {
         && h.iter().filter(|b| **b == b'.').count() == 3
 }
 
+/// What the protocol checks read from the headers, gathered in one pass.
+#[derive(Debug, Default)]
+pub(crate) struct Headers<'a> {
+    host: Option<&'a [u8]>,
+    host_is_ip: bool,
+    te_count: usize,
+    te_not_chunked: bool,
+    cl_count: usize,
+    cl_first: Option<&'a [u8]>,
+    cl_conflict: bool,
+    cl_bad: bool,
+    cl_nonzero: bool,
+    ct_count: usize,
+    ct_first: Option<&'a [u8]>,
+    ctl: bool,
+}
+
+/// One pass over the headers for every protocol check.
+pub(crate) fn headers<'a>(req: &Request<'a>) -> Headers<'a> {
+    let mut h = Headers::default();
+    for (n, v) in req.headers {
+        let v: &'a [u8] = v;
+        // Branch-free folds: they vectorise.
+        h.ctl |= v
+            .iter()
+            .fold(false, |a, &b| a | ((b < 0x20) & (b != b'\t')) | (b == 0x7f))
+            | n.bytes().fold(false, |a, b| a | (b <= 0x20) | (b == b':'));
+        let is = |name: &str| n.len() == name.len() && n.eq_ignore_ascii_case(name);
+        match n.len() {
+            4 if is("host") => {
+                if h.host.is_none() {
+                    h.host = Some(v);
+                }
+                h.host_is_ip |= is_ip_literal(v);
+            }
+            17 if is("transfer-encoding") => {
+                h.te_count += 1;
+                h.te_not_chunked |= !v.trim_ascii().eq_ignore_ascii_case(b"chunked");
+            }
+            14 if is("content-length") => {
+                let t = v.trim_ascii();
+                h.cl_count += 1;
+                match h.cl_first {
+                    None => h.cl_first = Some(t),
+                    Some(f) => h.cl_conflict |= f != t,
+                }
+                h.cl_bad |= t.is_empty() || !t.iter().all(u8::is_ascii_digit);
+                h.cl_nonzero |= t.iter().any(|b| *b != b'0');
+            }
+            12 if is("content-type") => {
+                h.ct_count += 1;
+                if h.ct_first.is_none() {
+                    h.ct_first = Some(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    h
+}
+
 /// Runs one check; returns the match location when it fires.
-pub(crate) fn check(p: Proto, req: &Request<'_>, parsed: &Parsed<'_>) -> Option<&'static str> {
+pub(crate) fn check(
+    p: Proto,
+    req: &Request<'_>,
+    parsed: &Parsed<'_>,
+    h: &Headers<'_>,
+) -> Option<&'static str> {
     let hit = match p {
         Proto::Method => !METHODS.contains(&req.method),
         Proto::MissingHost => {
             let http11 = req.version.eq_ignore_ascii_case("HTTP/1.1");
             let absolute = req.target.first() != Some(&b'/') && req.target != b"*";
-            http11
-                && !absolute
-                && header(req, "host")
-                    .next()
-                    .is_none_or(|h| h.trim_ascii().is_empty())
+            http11 && !absolute && h.host.is_none_or(|v| v.trim_ascii().is_empty())
         }
-        Proto::HostIsIp => header(req, "host").any(is_ip_literal),
+        Proto::HostIsIp => h.host_is_ip,
         Proto::Smuggling => {
-            let te: Vec<&[u8]> = header(req, "transfer-encoding").collect();
-            let cl: Vec<&[u8]> = header(req, "content-length").collect();
-            let te_bad = te.len() > 1
-                || te
-                    .iter()
-                    .any(|v| !v.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-            let cl_conflict =
-                cl.len() > 1 && cl.iter().any(|v| v.trim_ascii() != cl[0].trim_ascii());
-            (!te.is_empty() && !cl.is_empty()) || te_bad || cl_conflict
+            (h.te_count > 0 && h.cl_count > 0)
+                || h.te_count > 1
+                || h.te_not_chunked
+                || h.cl_conflict
         }
-        Proto::ContentLength => header(req, "content-length")
-            .any(|v| v.trim_ascii().is_empty() || !v.trim_ascii().iter().all(u8::is_ascii_digit)),
+        Proto::ContentLength => h.cl_bad,
         Proto::Version => !matches!(
             req.version,
             "HTTP/1.0" | "HTTP/1.1" | "HTTP/2" | "HTTP/2.0" | "HTTP/3" | "HTTP/3.0"
         ),
         Proto::TargetChars => {
             req.target.is_empty()
-                || req.target.iter().any(|&b| b < 0x21 || b == 0x7f)
+                || req
+                    .target
+                    .iter()
+                    .fold(false, |a, &b| a | (b < 0x21) | (b == 0x7f))
                 || bad_percent(req.target)
         }
         Proto::NulByte => {
@@ -73,16 +122,10 @@ pub(crate) fn check(p: Proto, req: &Request<'_>, parsed: &Parsed<'_>) -> Option<
                 ) && memchr::memchr(0, &i.value).is_some()
             }) || memchr::memmem::find(parsed.path_raw, b"%00").is_some()
         }
-        Proto::HeaderCtl => req.headers.iter().any(|(n, v)| {
-            v.iter().any(|&b| (b < 0x20 && b != b'\t') || b == 0x7f)
-                || n.bytes().any(|b| b <= 0x20 || b == b':')
-        }),
-        Proto::GetWithBody => {
-            matches!(req.method, "GET" | "HEAD")
-                && header(req, "content-length").any(|v| v.trim_ascii().iter().any(|b| *b != b'0'))
-        }
+        Proto::HeaderCtl => h.ctl,
+        Proto::GetWithBody => matches!(req.method, "GET" | "HEAD") && h.cl_nonzero,
         Proto::BodyOverflow => req.body_truncated,
-        Proto::ContentType => content_type_bad(req),
+        Proto::ContentType => content_type_bad(req, h),
         Proto::ItemOverflow => parsed.overflow,
     };
     hit.then_some(match p {
@@ -145,15 +188,12 @@ const ALLOWED_CHARSETS: &[&[u8]] = &[
 ];
 
 /// A request body with a missing, unknown or malformed `Content-Type`.
-fn content_type_bad(req: &Request<'_>) -> bool {
-    let has_body = req.body.is_some_and(|b| !b.is_empty())
-        || header(req, "content-length").any(|v| v.trim_ascii().iter().any(|b| *b != b'0'))
-        || header(req, "transfer-encoding").next().is_some();
-    let cts: Vec<&[u8]> = header(req, "content-type").collect();
-    if cts.len() > 1 {
+fn content_type_bad(req: &Request<'_>, h: &Headers<'_>) -> bool {
+    let has_body = req.body.is_some_and(|b| !b.is_empty()) || h.cl_nonzero || h.te_count > 0;
+    if h.ct_count > 1 {
         return true;
     }
-    let Some(ct) = cts.first() else {
+    let Some(ct) = h.ct_first else {
         return has_body && !matches!(req.method, "GET" | "HEAD" | "OPTIONS" | "DELETE");
     };
     let lower = ct.to_ascii_lowercase();
