@@ -930,6 +930,29 @@ struct Seg {
     end: usize,
 }
 
+/// Appends a text (lower-cased on the way when asked) to the scan buffer.
+fn push_seg(
+    buf: &mut Vec<u8>,
+    segs: &mut Vec<Seg>,
+    item: u32,
+    views: u8,
+    text: &[u8],
+    lower: bool,
+) {
+    let start = buf.len();
+    if lower {
+        buf.extend(text.iter().map(u8::to_ascii_lowercase));
+    } else {
+        buf.extend_from_slice(text);
+    }
+    segs.push(Seg {
+        item,
+        views,
+        start,
+        end: buf.len(),
+    });
+}
+
 fn bit_test(v: &[u64], i: usize) -> bool {
     v.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
 }
@@ -1262,6 +1285,25 @@ impl Engine {
         let flags = raw.iter().fold(0u8, |a, &b| a | BYTE_FLAGS[b as usize]);
         let decode = flags & F_NORM != 0;
         let derived = View::Compact.bit() | View::Strip.bit() | View::Path.bit() | View::Cmd.bit();
+        let b64: Option<Vec<u8>> = (needed & View::Base64.bit() != 0
+            && raw.len() >= normalize::BASE64_MIN
+            && (flags & F_NOT_B64 == 0 || raw.first() == Some(&b'/')))
+        .then(|| normalize::base64_text(raw).map(|d| normalize::norm(&d).into_owned()))
+        .flatten();
+        let item_no = u32::try_from(i).unwrap_or(u32::MAX);
+        // The usual case: nothing to decode, no space, slash, comment or
+        // shell character, so every view but `base64` is the value in lower
+        // case. One text, copied lower-cased, no grouping.
+        if !decode
+            && flags & (F_SPACE | F_COMMENT | F_SLASH | F_CMD) == 0
+            && raw.first() != Some(&b'.')
+        {
+            push_seg(buf, segs, item_no, needed & !View::Base64.bit(), raw, true);
+            if let Some(b) = &b64 {
+                push_seg(buf, segs, item_no, View::Base64.bit(), b, false);
+            }
+            return;
+        }
         let norm: Option<Cow<'_, [u8]>> = (needed & (View::Norm.bit() | derived) != 0).then(|| {
             if decode {
                 normalize::norm(raw)
@@ -1297,11 +1339,6 @@ impl Engine {
             normalize::collapse_path,
         );
         let cmd = view(View::Cmd, flags & F_CMD != 0, normalize::cmd);
-        let b64: Option<Vec<u8>> = (needed & View::Base64.bit() != 0
-            && raw.len() >= normalize::BASE64_MIN
-            && (flags & F_NOT_B64 == 0 || raw.first() == Some(&b'/')))
-        .then(|| normalize::base64_text(raw).map(|d| normalize::norm(&d).into_owned()))
-        .flatten();
         let texts: [Option<&[u8]>; VIEW_COUNT] = [
             (needed & View::Raw.bit() != 0).then_some(raw),
             norm.as_deref(),
@@ -1340,20 +1377,13 @@ impl Engine {
             leader[v] = l;
             members[l] |= 1 << v;
         }
-        let item_no = u32::try_from(i).unwrap_or(u32::MAX);
         for l in 0..VIEW_COUNT {
             if leader[l] != l {
                 continue;
             }
-            let Some(text) = texts[l] else { continue };
-            let start = buf.len();
-            buf.extend_from_slice(text);
-            segs.push(Seg {
-                item: item_no,
-                views: members[l],
-                start,
-                end: buf.len(),
-            });
+            if let Some(text) = texts[l] {
+                push_seg(buf, segs, item_no, members[l], text, false);
+            }
         }
     }
 

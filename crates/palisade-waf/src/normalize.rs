@@ -671,22 +671,6 @@ pub fn base64_text(raw: &[u8]) -> Option<Vec<u8>> {
     if trimmed.len() < BASE64_MIN || raw.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
         return None;
     }
-    // A word made only of letters is more likely a word than Base64.
-    let mut upper = false;
-    let mut lower = false;
-    let mut digit_or_sym = false;
-    for &b in trimmed {
-        match b {
-            b'A'..=b'Z' => upper = true,
-            b'a'..=b'z' => lower = true,
-            // A space is a `+` that form decoding turned into a space.
-            b'0'..=b'9' | b'+' | b'/' | b'-' | b'_' | b' ' => digit_or_sym = true,
-            _ => return None,
-        }
-    }
-    if !(upper && lower) && !(digit_or_sym && (upper || lower)) {
-        return None;
-    }
     // First pass without allocating: random tokens decode to control bytes
     // within a few characters and are rejected here.
     {
@@ -712,6 +696,22 @@ pub fn base64_text(raw: &[u8]) -> Option<Vec<u8>> {
                 }
             }
         }
+    }
+    // A word made only of letters is more likely a word than Base64.
+    let mut upper = false;
+    let mut lower = false;
+    let mut digit_or_sym = false;
+    for &b in trimmed {
+        match b {
+            b'A'..=b'Z' => upper = true,
+            b'a'..=b'z' => lower = true,
+            // A space is a `+` that form decoding turned into a space.
+            b'0'..=b'9' | b'+' | b'/' | b'-' | b'_' | b' ' => digit_or_sym = true,
+            _ => return None,
+        }
+    }
+    if !(upper && lower) && !(digit_or_sym && (upper || lower)) {
+        return None;
     }
     let mut out = Vec::with_capacity(trimmed.len() / 4 * 3 + 2);
     let mut acc: u32 = 0;

@@ -121,42 +121,41 @@ impl<'a> Parsed<'a> {
 
 /// Headers whose values are protocol structure rather than application
 /// data; only rules that target `headers` (all) or name them read them.
-const STRUCTURAL_HEADERS: &[&str] = &[
-    "accept",
-    "accept-charset",
-    "accept-encoding",
-    "accept-language",
-    "cache-control",
-    "connection",
-    "content-length",
-    "content-type",
-    "date",
-    "dnt",
-    "host",
-    "if-match",
-    "if-modified-since",
-    "if-none-match",
-    "if-range",
-    "if-unmodified-since",
-    "keep-alive",
-    "pragma",
-    "priority",
-    "range",
-    "sec-ch-ua",
-    "sec-ch-ua-mobile",
-    "sec-ch-ua-platform",
-    "sec-fetch-dest",
-    "sec-fetch-mode",
-    "sec-fetch-site",
-    "sec-fetch-user",
-    "te",
-    "transfer-encoding",
-    "upgrade-insecure-requests",
-    "authorization",
-];
-
 pub(crate) fn is_structural(lname: &str) -> bool {
-    STRUCTURAL_HEADERS.contains(&lname)
+    matches!(
+        lname,
+        "accept"
+            | "accept-charset"
+            | "accept-encoding"
+            | "accept-language"
+            | "cache-control"
+            | "connection"
+            | "content-length"
+            | "content-type"
+            | "date"
+            | "dnt"
+            | "host"
+            | "if-match"
+            | "if-modified-since"
+            | "if-none-match"
+            | "if-range"
+            | "if-unmodified-since"
+            | "keep-alive"
+            | "pragma"
+            | "priority"
+            | "range"
+            | "sec-ch-ua"
+            | "sec-ch-ua-mobile"
+            | "sec-ch-ua-platform"
+            | "sec-fetch-dest"
+            | "sec-fetch-mode"
+            | "sec-fetch-site"
+            | "sec-fetch-user"
+            | "te"
+            | "transfer-encoding"
+            | "upgrade-insecure-requests"
+            | "authorization"
+    )
 }
 
 /// Splits a request-target into path and query, skipping the scheme and
@@ -276,8 +275,13 @@ pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
         value: Cow::Borrowed(req.target),
     });
     parse_urlencoded(&mut parsed, query, Origin::Query);
-    for (name, value) in req.headers {
-        let lname = name.to_ascii_lowercase();
+    for &(name, value) in req.headers {
+        // HTTP/2 and the gateway's header map hand over lower-case names.
+        let lname: Cow<'a, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
+            Cow::Owned(name.to_ascii_lowercase())
+        } else {
+            Cow::Borrowed(name)
+        };
         if lname == "cookie" {
             parse_cookies(&mut parsed, value);
             continue;
@@ -300,7 +304,10 @@ pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
         parsed.push(Item {
             class,
             origin: Origin::Header,
-            name: Cow::Owned(lname.into_bytes()),
+            name: match lname {
+                Cow::Borrowed(n) => Cow::Borrowed(n.as_bytes()),
+                Cow::Owned(n) => Cow::Owned(n.into_bytes()),
+            },
             value: Cow::Borrowed(value),
         });
     }
