@@ -30,6 +30,8 @@ use arc_swap::ArcSwap;
 use palisade_config::{Config, ConfigError, Diagnostic};
 use pingora::apps::http_app::HttpServer;
 use pingora::listeners::tls::TlsSettings;
+use pingora::listeners::ListenerConfig;
+use pingora::protocols::l4::stream::L4BufferSettings;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Fds, ListenFds};
 use pingora::services::listening::Service as ListeningService;
@@ -93,6 +95,14 @@ pub struct Gateway {
     next_generation: AtomicU64,
     /// Reload and the certificate watcher both swap certificates; one at a time.
     reload_lock: tokio::sync::Mutex<()>,
+}
+
+/// Per-connection socket buffers of the client listeners. Pingora's default write buffer (1460
+/// bytes) sends a response's header on its own and then its body: two `send`s where one does for
+/// every page up to 16 KiB. Responses with a Content-Length are flushed when complete, chunked ones
+/// after every chunk, so a bigger buffer never holds back a streamed response.
+fn l4_buffer() -> L4BufferSettings {
+    L4BufferSettings::default().write(16 * 1024)
 }
 
 fn bind(
@@ -166,7 +176,7 @@ impl Gateway {
             };
             let mut svc =
                 pingora::proxy::http_proxy_service_with_name(&conf, proxy, "palisade-http");
-            svc.add_tcp(key);
+            svc.add_listener(ListenerConfig::tcp(key.as_str()).l4_buffer(l4_buffer()));
             services.push(spawn_service(svc, fds.clone(), shutdown_rx.clone()));
         }
         if let (Some((_, key)), Some(resolver)) = (&https, &resolver) {
@@ -189,7 +199,11 @@ impl Gateway {
                 settings.set_client_cert_verifier(tls::client_verifier(ca)?);
             }
             settings.enable_h2();
-            svc.add_tls_with_settings(key, None, settings);
+            svc.add_listener(
+                ListenerConfig::tcp(key.as_str())
+                    .tls(settings)
+                    .l4_buffer(l4_buffer()),
+            );
             services.push(spawn_service(svc, fds.clone(), shutdown_rx.clone()));
         }
         if let Some((_, key)) = &admin {
