@@ -14,6 +14,11 @@ use palisade_gateway::{announce, serve_until_signal, Gateway, Signals};
 
 pub(crate) const EX_CONFIG: u8 = 78;
 
+/// mimalloc instead of glibc's allocator: the profile showed glibc malloc/free at 12-13 % of the
+/// gateway's CPU (about 110 small allocations per proxied request, freed on other threads).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "palisade",
