@@ -50,12 +50,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
+    let code = match cli.command {
         Command::Check { config } => check(&config),
         Command::Run { config } => run(&config),
         Command::Demo(args) => demo::run(args),
         Command::Bans(args) => bans::run(args),
-    }
+    };
+    // Log files are written by their own thread: every line logged so far lands before exit.
+    palisade_gateway::logging::flush();
+    code
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

@@ -191,7 +191,7 @@ async fn detect_mode_lets_attacks_through_but_reports_them() {
     assert!(metrics.contains(
         "palisade_requests_total{action=\"detect\",site=\"shop\",status_class=\"2xx\"} 1"
     ));
-    drop(gw);
+    assert!(gw.stop().success());
     let log = read(&pki.path("gateway.log"));
     let event = log
         .lines()

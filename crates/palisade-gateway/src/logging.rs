@@ -3,17 +3,25 @@
 //! the access log, security events, errors, and Pingora's own `log` records (bridged into the
 //! same subscriber). No code path can write a log line that skips it.
 //!
-//! A log file is reopened on SIGUSR1 (`logrotate`'s `postrotate` sends it), so rotation never
+//! A log file is written by its own thread from a bounded buffer (see [`ReopenableFile`]); the
+//! process calls [`flush`] before it exits. A log file is reopened on SIGUSR1 (`logrotate`'s `postrotate` sends it), so rotation never
 //! loses lines or keeps writing to a deleted file.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use palisade_config::{LogFormat, LogOutput, Logging};
 use palisade_redact::{RedactingMakeWriter, Redactor};
+use std::fmt::Write as _;
+
+use tracing::field::{Field, Visit};
 use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields};
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Registry};
@@ -102,7 +110,13 @@ where
         .with_ansi(false);
     let _ = match format {
         LogFormat::Json => Registry::default()
-            .with(fmt.json().flatten_event(true).with_filter(filter))
+            .with(
+                fmt.json()
+                    .event_format(AccessJson(
+                        tracing_subscriber::fmt::format().json().flatten_event(true),
+                    ))
+                    .with_filter(filter),
+            )
             .with(counting())
             .try_init(),
         LogFormat::Text => Registry::default()
@@ -110,6 +124,127 @@ where
             .with(counting())
             .try_init(),
     };
+}
+
+/// The JSON formatter, with a fast path for the one line every request writes.
+///
+/// Access lines (`palisade::access`) are written field by field straight into the line buffer:
+/// same keys, order and values as `tracing-subscriber`'s flattened JSON (which still formats
+/// every other line), without its per-field map and strings (a third of the logging cost per
+/// request in the profile). The line still goes through the redacting writer like every other.
+struct AccessJson<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for AccessJson<F>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut w: format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let meta = event.metadata();
+        if meta.target() != ACCESS_TARGET {
+            return self.0.format_event(ctx, w, event);
+        }
+        w.write_str("{\"timestamp\":\"")?;
+        SystemTime.format_time(&mut w)?;
+        write!(w, "\",\"level\":\"{}\"", meta.level())?;
+        let mut fields = JsonFields {
+            w: &mut w,
+            result: Ok(()),
+        };
+        event.record(&mut fields);
+        fields.result?;
+        w.write_str(",\"target\":\"")?;
+        w.write_str(ACCESS_TARGET)?;
+        w.write_str("\"}\n")
+    }
+}
+
+/// The target of the per-request access line.
+pub const ACCESS_TARGET: &str = "palisade::access";
+
+/// Writes `,"name":value` per field, JSON-escaped like `serde_json` does.
+struct JsonFields<'a, 'w> {
+    w: &'a mut format::Writer<'w>,
+    result: std::fmt::Result,
+}
+
+impl JsonFields<'_, '_> {
+    fn key(&mut self, field: &Field) -> std::fmt::Result {
+        self.w.write_str(",\"")?;
+        JsonEscaped(self.w).write_str(field.name())?;
+        self.w.write_str("\":")
+    }
+    fn number(&mut self, field: &Field, n: impl std::fmt::Display) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|()| write!(self.w, "{n}"));
+        }
+    }
+}
+
+impl Visit for JsonFields<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|()| {
+                self.w.write_char('"')?;
+                JsonEscaped(self.w).write_str(value)?;
+                self.w.write_char('"')
+            });
+        }
+    }
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if self.result.is_ok() {
+            self.result = self.key(field).and_then(|()| {
+                self.w.write_char('"')?;
+                write!(JsonEscaped(self.w), "{value:?}")?;
+                self.w.write_char('"')
+            });
+        }
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.number(field, value);
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.number(field, value);
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.number(field, value);
+    }
+}
+
+/// A `fmt::Write` that escapes what passes through it for a JSON string.
+struct JsonEscaped<'a, 'w>(&'a mut format::Writer<'w>);
+
+impl std::fmt::Write for JsonEscaped<'_, '_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let mut plain = 0;
+        for (i, b) in s.bytes().enumerate() {
+            let esc: &str = match b {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0..=0x1f => "",
+                _ => continue,
+            };
+            self.0.write_str(&s[plain..i])?;
+            if esc.is_empty() {
+                write!(self.0, "\\u{b:04x}")?;
+            } else {
+                self.0.write_str(esc)?;
+            }
+            plain = i + 1;
+        }
+        self.0.write_str(&s[plain..])
+    }
 }
 
 /// Counts TLS handshake failures whatever the log level says.
@@ -121,10 +256,45 @@ where
         .with_filter(Targets::new().with_target(PINGORA_LISTENER_TARGET, tracing::Level::ERROR))
 }
 
-/// An append-only log file that can be reopened in place.
+/// The writer thread wakes this often to write what has accumulated (nginx's `flush=` idea):
+/// request threads never wake it per line, which cost more than the write itself.
+const FLUSH_INTERVAL: Duration = Duration::from_millis(20);
+/// Past this many buffered bytes a request thread wakes the writer early.
+const HIGH_WATER: usize = 256 * 1024;
+/// The buffer's bound: past it request threads wait for the writer (a slow disk slows requests
+/// down rather than losing lines); after 5 s of a stuck disk lines are dropped, never memory grown.
+const MAX_BUFFERED: usize = 8 * 1024 * 1024;
+static STALL_REPORTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// How long `reopen` and `flush` wait for the writer thread (a stuck disk must not hang shutdown).
+const WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Pending {
+    /// Finished (already redacted) lines, in the order they were logged.
+    buf: Vec<u8>,
+    /// Reopen / flush requests: the writer has served every ticket up to `served`.
+    reopen_ticket: u64,
+    flush_ticket: u64,
+    served_reopen: u64,
+    served_flush: u64,
+    last_reopen: Option<std::io::ErrorKind>,
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    /// Signalled to wake the writer (high water, reopen, flush).
+    wake: Condvar,
+    /// Signalled by the writer after each batch (space freed, tickets served).
+    written: Condvar,
+}
+
+/// An append-only log file written by its own thread. Request threads append finished lines to a
+/// bounded buffer under a short lock; the thread writes whatever has accumulated every 20 ms (or
+/// sooner past 256 KiB) with one `write(2)`. Reopen (logrotate) and flush are requests the
+/// thread serves between batches, so every line logged before `reopen` returns lands in the old
+/// file and every line after it in the new one.
 pub struct ReopenableFile {
-    path: PathBuf,
-    file: Mutex<File>,
+    shared: Arc<Shared>,
 }
 
 impl ReopenableFile {
@@ -132,42 +302,184 @@ impl ReopenableFile {
         if let Some(dir) = path.parent() {
             let _ = std::fs::create_dir_all(dir);
         }
-        let file = Self::open_file(path).map_err(|source| LoggingError::Open {
+        let file = open_file(path).map_err(|source| LoggingError::Open {
             path: path.display().to_string(),
             source,
         })?;
-        Ok(ReopenableFile {
-            path: path.to_path_buf(),
-            file: Mutex::new(file),
-        })
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+            written: Condvar::new(),
+        });
+        let thread_shared = shared.clone();
+        let path = path.to_path_buf();
+        std::thread::Builder::new()
+            .name("palisade-log".into())
+            .spawn(move || write_loop(&path, file, &thread_shared))
+            .map_err(|source| LoggingError::Open {
+                path: "log writer thread".into(),
+                source,
+            })?;
+        Ok(ReopenableFile { shared })
     }
 
-    fn open_file(path: &Path) -> std::io::Result<File> {
-        OpenOptions::new().create(true).append(true).open(path)
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn append(&self, line: &[u8]) {
+        let mut p = self.lock();
+        let deadline = std::time::Instant::now() + WAIT;
+        while p.buf.len() + line.len() > MAX_BUFFERED && !p.buf.is_empty() {
+            self.shared.wake.notify_one();
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                // The writer is stuck (a dead disk): keep the bound; stderr says so once.
+                if !STALL_REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    eprintln!("palisade: the log file is not being written; dropping log lines");
+                }
+                return;
+            }
+            p = match self.shared.written.wait_timeout(p, left) {
+                Ok((g, _)) => g,
+                Err(poison) => poison.into_inner().0,
+            };
+        }
+        p.buf.extend_from_slice(line);
+        if p.buf.len() >= HIGH_WATER {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Ask the writer for something and wait (bounded) until it has been done.
+    fn request(&self, reopen: bool) -> std::io::Result<()> {
+        let mut p = self.lock();
+        let ticket = if reopen {
+            p.reopen_ticket += 1;
+            p.reopen_ticket
+        } else {
+            p.flush_ticket += 1;
+            p.flush_ticket
+        };
+        self.shared.wake.notify_one();
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let served = if reopen {
+                p.served_reopen
+            } else {
+                p.served_flush
+            };
+            if served >= ticket {
+                return match (reopen, p.last_reopen) {
+                    (true, Some(kind)) => Err(std::io::Error::from(kind)),
+                    _ => Ok(()),
+                };
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(std::io::Error::other("the log writer did not answer"));
+            }
+            p = match self.shared.written.wait_timeout(p, left) {
+                Ok((g, _)) => g,
+                Err(poison) => poison.into_inner().0,
+            };
+        }
     }
 
     fn reopen(&self) -> std::io::Result<()> {
-        let new = Self::open_file(&self.path)?;
-        let mut guard = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = guard.flush();
-        *guard = new;
-        Ok(())
+        self.request(true)
+    }
+
+    fn flush(&self) {
+        let _ = self.request(false);
     }
 }
 
-/// One event's bytes are written with one `write_all` under the lock (the redacting writer
-/// buffers a whole line first), so lines from different threads never interleave.
+fn open_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+fn write_loop(path: &Path, mut file: File, shared: &Shared) {
+    let mut batch = Vec::new();
+    // A write error (disk full) is not fatal: later lines are tried again; stderr says it once.
+    let mut failing = false;
+    let mut p = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        let requested = p.served_reopen < p.reopen_ticket || p.served_flush < p.flush_ticket;
+        if !requested && p.buf.len() < HIGH_WATER {
+            p = match shared.wake.wait_timeout(p, FLUSH_INTERVAL) {
+                Ok((g, _)) => g,
+                Err(poison) => poison.into_inner().0,
+            };
+        }
+        let requested = p.served_reopen < p.reopen_ticket || p.served_flush < p.flush_ticket;
+        if !requested && p.buf.is_empty() {
+            continue;
+        }
+        std::mem::swap(&mut batch, &mut p.buf);
+        let (reopen, flush) = (p.reopen_ticket, p.flush_ticket);
+        drop(p);
+        shared.written.notify_all();
+
+        if !batch.is_empty() {
+            match file.write_all(&batch) {
+                Ok(()) => failing = false,
+                Err(e) => {
+                    if !failing {
+                        eprintln!(
+                            "palisade: cannot write the log file {}: {e}",
+                            path.display()
+                        );
+                    }
+                    failing = true;
+                }
+            }
+            batch.clear();
+            // Keep the spare buffer from pinning a burst's worth of memory forever.
+            batch.shrink_to(HIGH_WATER);
+        }
+        let mut reopened = None;
+        p = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+        if p.served_reopen < reopen {
+            reopened = Some(open_file(path));
+        }
+        if let Some(result) = reopened {
+            p.last_reopen = match result {
+                Ok(f) => {
+                    file = f;
+                    None
+                }
+                Err(e) => Some(e.kind()),
+            };
+            p.served_reopen = reopen;
+        }
+        p.served_flush = flush;
+        shared.written.notify_all();
+    }
+}
+
+/// Wait until every line logged so far is in the log file (call before the process exits).
+/// A no-op when logging to stdout/stderr, which are written synchronously.
+pub fn flush() {
+    if let Some(f) = LOG_FILE.get() {
+        f.flush();
+    }
+}
+
+/// One event's bytes are appended as one piece (the redacting writer hands over a whole line),
+/// so lines from different threads never interleave.
 pub struct FileWriter<'a>(&'a ReopenableFile);
 
 impl Write for FileWriter<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let mut f = self.0.file.lock().unwrap_or_else(|p| p.into_inner());
-        f.write_all(buf)?;
+        self.0.append(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        let mut f = self.0.file.lock().unwrap_or_else(|p| p.into_inner());
-        f.flush()
+        Ok(())
     }
 }
 
@@ -178,5 +490,124 @@ impl<'a> MakeWriter<'a> for SharedFile {
     type Writer = FileWriter<'a>;
     fn make_writer(&'a self) -> Self::Writer {
         FileWriter(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Capture {
+            self.clone()
+        }
+    }
+
+    fn access_event() {
+        let ua = "Mozilla/5.0 \"quoted\" back\\slash \u{1} tab\t é";
+        tracing::info!(
+            target: "palisade::access",
+            request_id = %"abc",
+            site = "shop",
+            path = %"/cart",
+            status = 200u16,
+            upstream_us = -1i64,
+            user_agent = %ua,
+            waf_score = 3u32,
+            error = "",
+        );
+    }
+
+    fn without_timestamp(line: &str) -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+        v.as_object_mut().unwrap().remove("timestamp").unwrap();
+        v
+    }
+
+    /// The fast path writes what `tracing-subscriber`'s JSON formatter writes: same keys in the
+    /// same order, same values, same escaping (a SIEM parser must not notice the difference).
+    #[test]
+    fn the_access_fast_path_matches_the_stock_json_formatter() {
+        let stock = Capture::default();
+        let fast = Capture::default();
+        let stock_sub = Registry::default().with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .flatten_event(true)
+                .with_writer(stock.clone()),
+        );
+        let fast_sub = Registry::default().with(
+            tracing_subscriber::fmt::layer()
+                .json()
+                .event_format(AccessJson(
+                    tracing_subscriber::fmt::format().json().flatten_event(true),
+                ))
+                .with_writer(fast.clone()),
+        );
+        tracing::subscriber::with_default(stock_sub, access_event);
+        tracing::subscriber::with_default(fast_sub, access_event);
+        let stock = String::from_utf8(stock.0.lock().unwrap().clone()).unwrap();
+        let fast = String::from_utf8(fast.0.lock().unwrap().clone()).unwrap();
+        assert!(fast.ends_with("\n") && fast.lines().count() == 1, "{fast}");
+        let (s, f) = (without_timestamp(&stock), without_timestamp(&fast));
+        assert_eq!(s, f);
+        // Key order too (serde_json::Value compares maps without order).
+        let keys = |line: &str| -> Vec<String> {
+            let skip = line.find("\"level\"").unwrap();
+            line[skip..]
+                .split("\":")
+                .filter_map(|k| k.rsplit('"').next().map(str::to_string))
+                .collect()
+        };
+        assert_eq!(keys(&stock), keys(&fast));
+        assert!(
+            fast.contains("\\u0001") && fast.contains("\\\"quoted\\\""),
+            "{fast}"
+        );
+        // A timestamp of the same shape: 2026-11-21T10:47:50.987212Z
+        let ts = |line: &str| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["timestamp"]
+                .as_str()
+                .unwrap()
+                .len()
+        };
+        assert_eq!(ts(&stock), ts(&fast));
+    }
+
+    /// Lines queued before a reopen land in the old file, lines after it in the new one, and
+    /// `flush` returns once everything queued is on disk.
+    #[test]
+    fn the_writer_thread_keeps_order_across_reopen_and_flush() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gw.log");
+        let file = ReopenableFile::open(&path).unwrap();
+        let mut w = FileWriter(&file);
+        for i in 0..1000 {
+            w.write_all(format!("before {i}\n").as_bytes()).unwrap();
+        }
+        std::fs::rename(&path, dir.path().join("gw.log.1")).unwrap();
+        file.reopen().unwrap();
+        w.write_all(b"after\n").unwrap();
+        file.flush();
+        let old = std::fs::read_to_string(dir.path().join("gw.log.1")).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(old.lines().count(), 1000);
+        assert!(old.ends_with("before 999\n"));
+        assert_eq!(new, "after\n");
     }
 }

@@ -9,6 +9,7 @@
 //! | `fail_to_proxy` | neutral 502/504 page (HTML or JSON by `Accept`) with the request id, never internals |
 //! | `logging` | one line per request: request id, site, method, status, duration (no path or query yet: they may carry secrets) |
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -147,16 +148,18 @@ impl HeaderStore for PingoraHeaders<'_> {
     }
 }
 
-/// At most `max` bytes of `s`, cut on a character boundary, with `…` when cut.
-fn cap(s: &str, max: usize) -> String {
+/// `s` for the access line: as it is when short enough (the log writer redacts it with the rest of
+/// the line), else redacted first and then cut at `max` bytes, marked with `…`.
+fn capped<'a>(red: &palisade_redact::Redactor, s: &'a str, max: usize) -> Cow<'a, str> {
     if s.len() <= max {
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
+    let red = red.redact(s);
+    let mut end = max.min(red.len());
+    while !red.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}…", &s[..end])
+    Cow::Owned(format!("{}…", &red[..end]))
 }
 
 pub fn new_request_id() -> String {
@@ -880,18 +883,18 @@ impl ProxyHttp for EdgeProxy {
         }
         // One event per request at one level, so an access log never has holes; the error kind
         // (never its text, which may quote the request) says what went wrong. Values a client
-        // chose are redacted here before being capped (so a cut can never leave half a card
-        // number), and again by the writer every log line goes through.
+        // chose are redacted by the writer every log line goes through; one that is too long is
+        // redacted here first and then cut, so a cut can never leave half a card number behind.
         let red = crate::logging::redactor();
         let req = session.req_header();
-        let path = cap(red.redact(req.uri.path()).as_ref(), 1024);
-        let query = cap(red.redact(req.uri.query().unwrap_or("")).as_ref(), 2048);
+        let path = capped(red, req.uri.path(), 1024);
+        let query = capped(red, req.uri.query().unwrap_or(""), 2048);
         let user_agent = req
             .headers
             .get(header::USER_AGENT)
-            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
             .unwrap_or_default();
-        let user_agent = cap(red.redact(&user_agent).as_ref(), 512);
+        let user_agent = capped(red, &user_agent, 512);
         let client_ip = ctx
             .client_ip
             .map(|ip| red.client_ip(ip))
@@ -903,7 +906,7 @@ impl ProxyHttp for EdgeProxy {
             .unwrap_or_default();
         let http_version = format!("{:?}", req.version);
         tracing::info!(
-            target: "palisade::access",
+            target: crate::logging::ACCESS_TARGET,
             request_id = %ctx.request_id,
             site,
             client_ip = %client_ip,
