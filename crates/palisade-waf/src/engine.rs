@@ -919,6 +919,49 @@ struct State {
     path_norm: Option<Vec<u8>>,
 }
 
+/// Buffers reused across inspections on one thread, so that a warm
+/// inspection allocates little; trimmed after a large request.
+#[derive(Default)]
+struct Scratch {
+    lit_seen: Vec<u32>,
+    rule_seen: Vec<u32>,
+    /// Last segment stamp used on this thread.
+    stamp: u32,
+    hits: Vec<(u32, u16)>,
+    buf: Vec<u8>,
+    segs: Vec<Seg>,
+    slots: Vec<u16>,
+    first: Vec<u32>,
+    order: Vec<(u16, u32)>,
+    sqli: sqli::Scratch,
+}
+
+/// Above this many bytes, a buffer is given back after the request.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+impl Scratch {
+    fn trim(&mut self) {
+        if self.buf.capacity() > SCRATCH_KEEP {
+            self.buf = Vec::new();
+        }
+        if self.segs.capacity() * std::mem::size_of::<Seg>() > SCRATCH_KEEP {
+            self.segs = Vec::new();
+        }
+        if self.hits.capacity() * std::mem::size_of::<(u32, u16)>() > SCRATCH_KEEP {
+            self.hits = Vec::new();
+        }
+        if self.order.capacity() * std::mem::size_of::<(u16, u32)>() > SCRATCH_KEEP {
+            self.order = Vec::new();
+            self.slots = Vec::new();
+        }
+        self.sqli.trim(SCRATCH_KEEP);
+    }
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
 /// One text (a distinct view of a value) in the scan buffer, where the
 /// texts of all values that share an index are back to back.
 struct Seg {
@@ -1053,15 +1096,39 @@ impl Engine {
         if !self.enabled {
             return Verdict::allow();
         }
+        // Reuse this thread's buffers; a fresh set if they are unavailable
+        // (thread teardown).
+        SCRATCH
+            .try_with(|cell| match cell.try_borrow_mut() {
+                Ok(mut s) => self.inspect_with(req, &mut s),
+                Err(_) => self.inspect_with(req, &mut Scratch::default()),
+            })
+            .unwrap_or_else(|_| self.inspect_with(req, &mut Scratch::default()))
+    }
+
+    fn inspect_with(&self, req: &Request<'_>, sc: &mut Scratch) -> Verdict {
         let parsed = request::parse(req);
+        // Stamps only grow, so the literal and rule tables need no clearing
+        // between requests; start over long before they could wrap.
+        if sc.stamp > u32::MAX / 2 {
+            sc.stamp = 0;
+            sc.lit_seen.iter_mut().for_each(|x| *x = 0);
+            sc.rule_seen.iter_mut().for_each(|x| *x = 0);
+        }
+        if sc.lit_seen.len() < self.literal_count {
+            sc.lit_seen.resize(self.literal_count, 0);
+        }
+        if sc.rule_seen.len() < self.rules.len() {
+            sc.rule_seen.resize(self.rules.len(), 0);
+        }
         let mut st = State {
             fired: vec![0; self.rules.len().div_ceil(64)],
             matches: Vec::new(),
-            lit_seen: vec![0; self.literal_count],
-            rule_seen: vec![0; self.rules.len()],
-            stamp_base: 0,
-            hits: Vec::new(),
-            sqli: sqli::Scratch::default(),
+            lit_seen: std::mem::take(&mut sc.lit_seen),
+            rule_seen: std::mem::take(&mut sc.rule_seen),
+            stamp_base: sc.stamp,
+            hits: std::mem::take(&mut sc.hits),
+            sqli: std::mem::take(&mut sc.sqli),
             path_norm: None,
         };
         let hdrs = crate::protocol::headers(req);
@@ -1071,13 +1138,18 @@ impl Engine {
         // Values grouped by index (a counting sort), so that each index's
         // texts are back to back in one buffer and one automaton pass reads
         // them all.
-        let slots: Vec<u16> = parsed
-            .items
-            .iter()
-            .map(|item| u16::try_from(self.index_of(item)).unwrap_or(u16::MAX))
-            .collect();
-        let mut first = vec![0u32; self.classes.len() + 1];
-        for &x in &slots {
+        let slots = &mut sc.slots;
+        slots.clear();
+        slots.extend(
+            parsed
+                .items
+                .iter()
+                .map(|item| u16::try_from(self.index_of(item)).unwrap_or(u16::MAX)),
+        );
+        let first = &mut sc.first;
+        first.clear();
+        first.resize(self.classes.len() + 1, 0);
+        for &x in slots.iter() {
             if let Some(c) = first.get_mut(x as usize + 1) {
                 *c += 1;
             }
@@ -1085,21 +1157,24 @@ impl Engine {
         for j in 1..first.len() {
             first[j] += first[j - 1];
         }
-        let mut order: Vec<(u16, u32)> = vec![(0, 0); slots.len()];
-        {
-            let mut next = first.clone();
-            for (i, &x) in slots.iter().enumerate() {
-                if let Some(at) = next.get_mut(x as usize) {
-                    if let Some(o) = order.get_mut(*at as usize) {
-                        *o = (x, u32::try_from(i).unwrap_or(u32::MAX));
-                    }
-                    *at += 1;
+        let order = &mut sc.order;
+        order.clear();
+        order.resize(slots.len(), (0, 0));
+        for (i, &x) in slots.iter().enumerate() {
+            if let Some(at) = first.get_mut(x as usize) {
+                if let Some(o) = order.get_mut(*at as usize) {
+                    *o = (x, u32::try_from(i).unwrap_or(u32::MAX));
                 }
+                *at += 1;
             }
         }
+        let buf = &mut sc.buf;
+        let segs = &mut sc.segs;
+        buf.clear();
+        segs.clear();
         let total: usize = parsed.items.iter().map(|i| i.value.len()).sum();
-        let mut buf: Vec<u8> = Vec::with_capacity(total + total / 2 + 64);
-        let mut segs: Vec<Seg> = Vec::with_capacity(2 * order.len() + 8);
+        buf.reserve(total + total / 2 + 64);
+        segs.reserve(2 * order.len() + 8);
         let mut k = 0;
         while k < order.len() {
             let idx = order[k].0;
@@ -1107,14 +1182,20 @@ impl Engine {
             while k < order.len() && order[k].0 == idx {
                 let i = order[k].1 as usize;
                 if let Some(item) = parsed.items.get(i) {
-                    self.collect_item(i, item, idx as usize, &parsed, &mut st, &mut buf, &mut segs);
+                    self.collect_item(i, item, idx as usize, &parsed, &mut st, buf, segs);
                 }
                 k += 1;
             }
             if segs.len() > seg0 {
-                self.scan_batch(idx as usize, &buf, from, &segs[seg0..], &parsed, &mut st);
+                self.scan_batch(idx as usize, buf, from, &segs[seg0..], &parsed, &mut st);
             }
         }
+        sc.stamp = st.stamp_base;
+        sc.lit_seen = std::mem::take(&mut st.lit_seen);
+        sc.rule_seen = std::mem::take(&mut st.rule_seen);
+        sc.hits = std::mem::take(&mut st.hits);
+        sc.sqli = std::mem::take(&mut st.sqli);
+        sc.trim();
         self.verdict(st)
     }
 

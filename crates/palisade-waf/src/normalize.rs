@@ -657,8 +657,8 @@ pub const BASE64_MIN: usize = 8;
 /// alone.
 pub fn base64_text(raw: &[u8]) -> Option<Vec<u8>> {
     // A path is tried on its last segment (`/PHNjcmlwdD4`).
-    let raw = match memchr::memrchr(b'/', raw) {
-        Some(i) if raw.first() == Some(&b'/') => &raw[i + 1..],
+    let raw = match raw.first() {
+        Some(b'/') => memchr::memrchr(b'/', raw).map_or(raw, |i| &raw[i + 1..]),
         _ => raw,
     };
     let trimmed = {

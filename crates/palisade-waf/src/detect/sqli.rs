@@ -745,6 +745,15 @@ pub struct Scratch {
     tokens: Vec<T>,
 }
 
+impl Scratch {
+    /// Gives the token buffer back when it grew past `bytes`.
+    pub(crate) fn trim(&mut self, bytes: usize) {
+        if self.tokens.capacity() * std::mem::size_of::<T>() > bytes {
+            self.tokens = Vec::new();
+        }
+    }
+}
+
 /// Is `s` (a normalised, lower-case value) a SQL injection?
 pub fn is_sqli(s: &[u8], scratch: &mut Scratch) -> bool {
     let t = &mut scratch.tokens;

@@ -206,11 +206,20 @@ pub fn is_xss(s: &[u8]) -> bool {
     // 3. A script URL outside a tag: the scheme must be followed by code
     // (a call, an assignment, a template, an encoded byte), so that text
     // such as "JavaScript: the basics" passes.
-    let squeezed: Vec<u8> = s
-        .iter()
-        .copied()
-        .filter(|b| !matches!(b, b'\t' | b'\n' | b'\r'))
-        .collect();
+    // Every scheme has a colon; most texts do not.
+    if memchr::memchr(b':', s).is_none() {
+        return false;
+    }
+    let squeezed: std::borrow::Cow<'_, [u8]> = if memchr::memchr3(b'\t', b'\n', b'\r', s).is_some()
+    {
+        s.iter()
+            .copied()
+            .filter(|b| !matches!(b, b'\t' | b'\n' | b'\r'))
+            .collect::<Vec<u8>>()
+            .into()
+    } else {
+        s.into()
+    };
     for p in SCRIPT_SCHEMES {
         let mut from = 0;
         while let Some(pos) = memchr::memmem::find(&squeezed[from..], p) {
