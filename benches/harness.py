@@ -9,6 +9,9 @@ Starts on loopback, each as a child process of this script:
     upstream      nginx serving a ~2 KiB static page (the shop stand-in)
     palisade      Palisade, every protection on      (benches/configs/palisade-all-on.toml)
     passthrough   the same binary, protections off   (benches/configs/palisade-passthrough.toml)
+    pingora       bare Pingora: Pingora's own server with a proxy that only picks the upstream
+                  (crates/palisade-gateway/examples/bare_pingora.rs; plain HTTP only), the floor
+                  any Pingora-based proxy starts from on this machine
     nginx         nginx as a plain reverse proxy     (benches/configs/nginx-proxy.conf)
     modsec        nginx + ModSecurity v3 + OWASP CRS, paranoia 1, blocking
                                                      (nginx-proxy.conf + modsecurity.conf)
@@ -68,12 +71,14 @@ SCENARIOS = {
     "http-close": ("http", False),
     "https-close": ("https", False),
 }
-# The upstream is a reference point, measured directly over plain HTTP only.
-TARGETS = ["upstream", "palisade", "passthrough", "nginx", "modsec"]
+# The upstream and bare Pingora are reference points, measured over plain HTTP only.
+TARGETS = ["upstream", "palisade", "passthrough", "pingora", "nginx", "modsec"]
+HTTP_ONLY = ("upstream", "pingora")
 LABELS = {
     "upstream": "upstream (nginx static, direct)",
     "palisade": "Palisade, all protections on",
     "passthrough": "Palisade passthrough (same binary)",
+    "pingora": "bare Pingora (reference, HTTP only)",
     "nginx": "nginx reverse proxy",
     "modsec": "nginx + ModSecurity + CRS (PL1)",
 }
@@ -269,6 +274,18 @@ class Lab:
         self.wait_http(t, d / "stderr")
         return t
 
+    def start_bare_pingora(self, upstream_port: int) -> Target:
+        d = self.work / "pingora"
+        d.mkdir()
+        t = Target("pingora", http_port=free_port())
+        argv = [str(self.args.bare_bin), f"127.0.0.1:{t.http_port}", f"127.0.0.1:{upstream_port}",
+                str(self.args.threads)]
+        REC.cmd(argv)
+        t.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(d / "stderr", "w"))
+        self.targets["pingora"] = t
+        self.wait_http(t, d / "stderr")
+        return t
+
     def palisade_check(self, conf: Path) -> subprocess.CompletedProcess:
         return run([str(self.args.bin), "check", "--config", str(conf)], check=False)
 
@@ -363,7 +380,7 @@ class Lab:
         problems, notes = [], []
         for name, t in self.targets.items():
             for scheme in sorted({SCENARIOS[s][0] for s in scenarios}):
-                if name == "upstream" and scheme == "https":
+                if name in HTTP_ONLY and scheme == "https":
                     continue
                 try:
                     status, headers, body = self.get(t, scheme, "/")
@@ -418,7 +435,9 @@ class Lab:
         for t in self.targets.values():
             if t.proc and t.proc.poll() is None:
                 # Palisade drains on SIGINT; nginx stops fast on SIGTERM (SIGQUIT is graceful).
-                t.proc.send_signal(signal.SIGINT if t.name in ("palisade", "passthrough") else signal.SIGTERM)
+                # Pingora's own server stops at once on SIGINT (SIGTERM is its graceful drain).
+                t.proc.send_signal(signal.SIGINT if t.name in ("palisade", "passthrough", "pingora")
+                                   else signal.SIGTERM)
         for t in self.targets.values():
             if t.proc:
                 try:
@@ -513,7 +532,7 @@ def measure(args: argparse.Namespace, lab: Lab, mode: dict, scenarios: list[str]
     for rnd in range(1, mode["rounds"] + 1):
         for scen in scenarios:
             scheme, keepalive = SCENARIOS[scen]
-            eligible = [t for t in targets if not (t == "upstream" and scheme == "https")]
+            eligible = [t for t in targets if not (t in HTTP_ONLY and scheme == "https")]
             shift = (rnd - 1) % len(eligible)
             for name in eligible[shift:] + eligible[:shift]:
                 t = lab.targets[name]
@@ -582,17 +601,18 @@ def summarise(rows: list[dict], scenarios: list[str], targets: list[str]) -> tup
             }
     ratios: dict = {}
     for scen, per in med.items():
-        pal = per.get("palisade", {}).get("rps")
-        for rname, den, _ in RATIOS + [("palisade/upstream", "upstream", None)]:
-            d = per.get(den, {}).get("rps")
-            if den not in per:
+        specs = [(rname, "palisade", den) for rname, den, _ in RATIOS]
+        specs += [("palisade/upstream", "palisade", "upstream"), ("passthrough/pingora", "passthrough", "pingora")]
+        for rname, num, den in specs:
+            if den not in per or num not in per:
                 continue
-            if not pal or not d:
+            n, d = per[num].get("rps"), per[den].get("rps")
+            if not n or not d:
                 problems.append(f"{scen}: ratio {rname} cannot be computed")
                 continue
             # Per-round ratios too: paired runs seconds apart are less exposed to drift.
-            pr = [a / b for a, b in zip(per["palisade"]["rps_rounds"], per[den]["rps_rounds"]) if b]
-            ratios.setdefault(scen, {})[rname] = {"ratio": pal / d, "per_round": pr}
+            pr = [a / b for a, b in zip(per[num]["rps_rounds"], per[den]["rps_rounds"]) if b]
+            ratios.setdefault(scen, {})[rname] = {"ratio": n / d, "per_round": pr}
     return {"medians": med, "ratios": ratios}, problems
 
 
@@ -678,6 +698,8 @@ def main() -> int:
     ap.add_argument("--duration", type=float, help="override the mode's seconds per wrk run")
     ap.add_argument("--out", type=Path, help="run folder (full: benches/runs/<UTC date>-<host>; quick: a temp dir)")
     ap.add_argument("--bin", type=Path, default=ROOT / "target/release/palisade", help="palisade binary")
+    ap.add_argument("--bare-bin", type=Path, default=ROOT / "target/release/examples/bare_pingora",
+                    help="bare Pingora reference binary")
     ap.add_argument("--no-build", action="store_true", help="do not run cargo build --release first")
     ap.add_argument("--no-install", action="store_true", help="fail instead of apt-get installing missing packages")
     ap.add_argument("--threads", type=int, default=2, help="Palisade threads and nginx proxy workers (default 2)")
@@ -732,8 +754,14 @@ def main() -> int:
             p = run(["cargo", "build", "--release", "--bin", "palisade"], check=False, cwd=ROOT)
             if p.returncode != 0:
                 raise HarnessError("cargo build failed:\n" + p.stderr[-3000:])
-        if not args.bin.exists():
-            raise HarnessError(f"{args.bin} does not exist (build it, or pass --bin)")
+            log("cargo build --release -p palisade-gateway --example bare_pingora")
+            p = run(["cargo", "build", "--release", "-p", "palisade-gateway", "--example", "bare_pingora"],
+                    check=False, cwd=ROOT)
+            if p.returncode != 0:
+                raise HarnessError("cargo build failed:\n" + p.stderr[-3000:])
+        for b in (args.bin, args.bare_bin):
+            if not b.exists():
+                raise HarnessError(f"{b} does not exist (build it, or pass --bin / --bare-bin)")
         meta = {
             "started": f"{started:%Y-%m-%d %H:%M:%SZ}", "host": host,
             "cpu": next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
@@ -748,6 +776,7 @@ def main() -> int:
         up = lab.start_nginx("upstream", "nginx-upstream.conf", args.upstream_workers, html=work / "html")
         lab.start_palisade("palisade", "palisade-all-on.toml", up.http_port)
         lab.start_palisade("passthrough", "palisade-passthrough.toml", up.http_port)
+        lab.start_bare_pingora(up.http_port)
         common = dict(upstream_port=up.http_port)
         lab.start_nginx("nginx", "nginx-proxy.conf", args.threads, modsec_module="", modsec_server="", **common)
         mconf = work / "modsecurity.conf"
