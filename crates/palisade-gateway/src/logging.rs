@@ -180,9 +180,14 @@ impl JsonFields<'_, '_> {
         JsonEscaped(self.w).write_str(field.name())?;
         self.w.write_str("\":")
     }
-    fn number(&mut self, field: &Field, n: impl std::fmt::Display) {
+    fn number(&mut self, field: &Field, negative: bool, n: u64) {
         if self.result.is_ok() {
-            self.result = self.key(field).and_then(|()| write!(self.w, "{n}"));
+            self.result = self.key(field).and_then(|()| {
+                if negative {
+                    self.w.write_char('-')?;
+                }
+                write_u64(self.w, n)
+            });
         }
     }
 }
@@ -207,21 +212,34 @@ impl Visit for JsonFields<'_, '_> {
         }
     }
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.number(field, value);
+        self.number(field, false, value);
     }
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.number(field, value);
+        self.number(field, value < 0, value.unsigned_abs());
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.number(field, value);
+        if self.result.is_ok() {
+            self.result = self
+                .key(field)
+                .and_then(|()| self.w.write_str(if value { "true" } else { "false" }));
+        }
     }
 }
 
 /// A `fmt::Write` that escapes what passes through it for a JSON string.
 struct JsonEscaped<'a, 'w>(&'a mut format::Writer<'w>);
 
+/// Bytes a JSON string cannot hold as they are.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
 impl std::fmt::Write for JsonEscaped<'_, '_> {
     fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        // Nearly every value is plain: one tight scan, one copy.
+        if !s.bytes().any(needs_escape) {
+            return self.0.write_str(s);
+        }
         let mut plain = 0;
         for (i, b) in s.bytes().enumerate() {
             let esc: &str = match b {
@@ -245,6 +263,22 @@ impl std::fmt::Write for JsonEscaped<'_, '_> {
         }
         self.0.write_str(&s[plain..])
     }
+}
+
+/// Decimal digits of `n` without the formatting machinery (six numbers per access line).
+fn write_u64(w: &mut format::Writer<'_>, mut n: u64) -> std::fmt::Result {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    w.write_str(std::str::from_utf8(&buf[i..]).map_err(|_| std::fmt::Error)?)
 }
 
 /// Counts TLS handshake failures whatever the log level says.
@@ -527,6 +561,9 @@ mod tests {
             path = %"/cart",
             status = 200u16,
             upstream_us = -1i64,
+            big = i64::MIN,
+            zero = 0u64,
+            flag = true,
             user_agent = %ua,
             waf_score = 3u32,
             error = "",
