@@ -161,6 +161,14 @@ pub struct Redactor {
     emails: bool,
     ip: IpMode,
     counts: [AtomicU64; 10],
+    /// Distinguishes redactors in the per-thread memo of name classifications.
+    id: u64,
+}
+
+static NEXT_REDACTOR_ID: AtomicU64 = AtomicU64::new(1);
+
+fn next_id() -> u64 {
+    NEXT_REDACTOR_ID.fetch_add(1, Ordering::Relaxed)
 }
 
 impl std::fmt::Debug for Redactor {
@@ -185,6 +193,7 @@ impl Default for Redactor {
             emails: true,
             ip: IpMode::Truncate,
             counts: Default::default(),
+            id: next_id(),
         }
     }
 }
@@ -226,6 +235,7 @@ impl Redactor {
             emails: settings.emails.unwrap_or(true),
             ip,
             counts: Default::default(),
+            id: next_id(),
         })
     }
 
@@ -289,6 +299,10 @@ impl Redactor {
 
     pub(crate) fn extra_fields(&self) -> &fields::ExtraFields {
         &self.extra
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     pub(crate) fn masks_emails(&self) -> bool {

@@ -96,6 +96,60 @@ impl Spans {
     }
 }
 
+/// Slots of the per-thread memo (direct-mapped by a hash of the name).
+const MEMO_SLOTS: usize = 64;
+
+#[derive(Clone, Copy)]
+struct MemoEntry {
+    /// The redactor whose rules classified the name (0: empty slot).
+    owner: u64,
+    len: u8,
+    name: [u8; MAX_NAME],
+    kind: Option<Kind>,
+}
+
+thread_local! {
+    static MEMO: std::cell::RefCell<[MemoEntry; MEMO_SLOTS]> = const {
+        std::cell::RefCell::new(
+            [MemoEntry { owner: 0, len: 0, name: [0; MAX_NAME], kind: None }; MEMO_SLOTS],
+        )
+    };
+}
+
+/// [`classify_scanned`], remembered per thread: the names in log lines are mostly the same few
+/// keys line after line (`"status":`, `"path":`), and classifying one costs hundreds of
+/// instructions while looking it up costs tens. The result depends only on the name's bytes and
+/// the redactor's rules, which is the key. Bounded: 64 slots per thread.
+fn classify_memo(raw: &[u8], mask: u64, had_pct: bool, r: &Redactor) -> Option<Kind> {
+    let classify = || classify_scanned(raw, mask, had_pct, r.extra_fields());
+    if raw.len() > MAX_NAME {
+        return classify();
+    }
+    // FNV-1a
+    let mut h: u32 = 0x811c_9dc5;
+    for &c in raw {
+        h = (h ^ u32::from(c)).wrapping_mul(0x0100_0193);
+    }
+    let slot = (h as usize ^ (h >> 16) as usize) % MEMO_SLOTS;
+    let owner = r.id();
+    MEMO.try_with(|memo| {
+        let Ok(mut memo) = memo.try_borrow_mut() else {
+            return classify();
+        };
+        let e = &mut memo[slot];
+        if e.owner == owner && usize::from(e.len) == raw.len() && &e.name[..raw.len()] == raw {
+            return e.kind;
+        }
+        let kind = classify();
+        e.owner = owner;
+        e.len = raw.len() as u8;
+        e.name[..raw.len()].copy_from_slice(raw);
+        e.kind = kind;
+        kind
+    })
+    .unwrap_or_else(|_| classify())
+}
+
 /// Every span to mask in `b`, sorted and disjoint. Empty (and unallocated) when nothing was found.
 pub(crate) fn find(b: &[u8], r: &Redactor) -> Vec<Span> {
     let mut spans = Spans::default();
@@ -303,7 +357,7 @@ fn fields(b: &[u8], r: &Redactor, spans: &mut Spans) {
         if ne - ns < 3 {
             continue;
         }
-        let Some(kind) = classify_scanned(&b[ns..ne], mask, had_pct, r.extra_fields()) else {
+        let Some(kind) = classify_memo(&b[ns..ne], mask, had_pct, r) else {
             continue;
         };
         // the value, after optional colour codes, spaces and an opening quote

@@ -543,3 +543,34 @@ fn many_extra_fields() {
         Cow::Borrowed(_)
     ));
 }
+
+/// Name classifications are remembered per thread, but per redactor: two redactors with different
+/// extra fields, used in turn on one thread, each keep their own verdict on the same name.
+#[test]
+fn the_name_memo_never_mixes_redactors() {
+    let with = Redactor::new(&RedactSettings {
+        extra_fields: vec!["national_id".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    let without = r();
+    let line = r#"{"national_id":"AB123456","status":200}"#;
+    for _ in 0..3 {
+        assert_eq!(
+            with.redact(line),
+            r#"{"national_id":"[REDACTED]","status":200}"#
+        );
+        assert_eq!(without.redact(line), line);
+    }
+    // A redactor built later (same rules as `with`) does not inherit a stale slot either.
+    let again = Redactor::new(&RedactSettings {
+        extra_fields: vec!["national_id".into()],
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        again.redact(line),
+        r#"{"national_id":"[REDACTED]","status":200}"#
+    );
+    assert_eq!(without.redact(line), line);
+}
