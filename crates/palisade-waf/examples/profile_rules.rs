@@ -61,10 +61,28 @@ fn main() {
         body: None,
         body_truncated: false,
     };
-    let req = if std::env::var("REQ").is_ok_and(|v| v == "bench") {
-        bench_req
-    } else {
-        req
+    // `REQ=body64`: the benchmark's 64 KiB text body.
+    let mut body = Vec::with_capacity(64 * 1024);
+    let mut n = 0;
+    while body.len() < 64 * 1024 {
+        body.extend_from_slice(format!("Livraison rapide et soignee, merci {n}. Le colis est arrive en bon etat (taille M).\n").as_bytes());
+        n += 1;
+    }
+    body.truncate(64 * 1024);
+    let mut body_headers = bench_headers.clone();
+    body_headers.push(("Content-Type", b"text/plain"));
+    let body_req = Request {
+        method: "POST",
+        target: b"/contact/index/post/",
+        version: "HTTP/1.1",
+        headers: &body_headers,
+        body: Some(&body),
+        body_truncated: false,
+    };
+    let req = match std::env::var("REQ").as_deref() {
+        Ok("bench") => bench_req,
+        Ok("body64") => body_req,
+        _ => req,
     };
     if let Some(n) = std::env::var("ITER")
         .ok()

@@ -339,10 +339,9 @@ pub struct Engine {
     body_limit: usize,
     body_overflow: BodyOverflow,
     rules: Vec<Rule>,
-    /// One index per class, then two (user, structural) per header name a
-    /// rule targets.
+    /// One index per class, then one per header name a rule targets.
     classes: Vec<ClassIndex>,
-    /// Lower-case header name -> its first index in `classes`.
+    /// Lower-case header name -> its index in `classes`.
     named: Vec<(Vec<u8>, usize)>,
     /// Request-level rules: protocol checks and counts.
     request_rules: Vec<u16>,
@@ -422,9 +421,9 @@ fn parse_targets(targets: &[String]) -> Result<(u16, Vec<String>, bool), String>
 /// What [`Builder::finish`] produces.
 struct Compiled {
     rules: Vec<Rule>,
-    /// One index per class, then two (user, structural) per named header.
+    /// One index per class, then one per named header.
     classes: Vec<ClassIndex>,
-    /// Lower-case header name -> its first index in `classes`.
+    /// Lower-case header name -> its index in `classes`.
     named: Vec<(Vec<u8>, usize)>,
     /// Request-level rules.
     request_rules: Vec<u16>,
@@ -653,12 +652,17 @@ impl Builder {
                 }
             }
         }
+        // A header's class follows from its name, so each name needs the
+        // index of that class only.
         let mut named = Vec::with_capacity(names.len());
         for n in names {
-            let at = classes.len();
-            classes.push(self.index(Class::HeaderUser, Some(&n))?);
-            classes.push(self.index(Class::HeaderStd, Some(&n))?);
-            named.push((n.into_bytes(), at));
+            let class = if request::is_structural(&n) {
+                Class::HeaderStd
+            } else {
+                Class::HeaderUser
+            };
+            named.push((n.as_bytes().to_vec(), classes.len()));
+            classes.push(self.index(class, Some(&n))?);
         }
         let literal_count = classes.iter().map(|c| c.lit_rules.len()).max().unwrap_or(0);
         let mut request_rules = Vec::new();
@@ -973,6 +977,20 @@ struct Seg {
     end: usize,
 }
 
+/// Texts longer than this are scanned in place instead of being copied to
+/// the scan buffer.
+const BIG_TEXT: usize = 16 * 1024;
+
+/// Where a text of a value goes, and how.
+#[derive(Clone, Copy)]
+struct Text {
+    idx: usize,
+    item: u32,
+    views: u8,
+    /// Lower-case it on the way (plain values).
+    lower: bool,
+}
+
 /// Appends a text (lower-cased on the way when asked) to the scan buffer.
 fn push_seg(
     buf: &mut Vec<u8>,
@@ -1172,7 +1190,12 @@ impl Engine {
         let segs = &mut sc.segs;
         buf.clear();
         segs.clear();
-        let total: usize = parsed.items.iter().map(|i| i.value.len()).sum();
+        let total: usize = parsed
+            .items
+            .iter()
+            .map(|i| i.value.len())
+            .filter(|&n| n <= BIG_TEXT)
+            .sum();
         buf.reserve(total + total / 2 + 64);
         segs.reserve(2 * order.len() + 8);
         let mut k = 0;
@@ -1329,7 +1352,7 @@ impl Engine {
         if matches!(item.class, Class::HeaderUser | Class::HeaderStd) {
             for (name, at) in &self.named {
                 if name.as_slice() == &*item.name {
-                    return at + usize::from(item.class == Class::HeaderStd);
+                    return *at;
                 }
             }
         }
@@ -1379,9 +1402,21 @@ impl Engine {
             && flags & (F_SPACE | F_COMMENT | F_SLASH | F_CMD) == 0
             && raw.first() != Some(&b'.')
         {
-            push_seg(buf, segs, item_no, needed & !View::Base64.bit(), raw, true);
+            let text = Text {
+                idx,
+                item: item_no,
+                views: needed & !View::Base64.bit(),
+                lower: true,
+            };
+            self.emit(text, raw, parsed, st, buf, segs);
             if let Some(b) = &b64 {
-                push_seg(buf, segs, item_no, View::Base64.bit(), b, false);
+                let text = Text {
+                    idx,
+                    item: item_no,
+                    views: View::Base64.bit(),
+                    lower: false,
+                };
+                self.emit(text, b, parsed, st, buf, segs);
             }
             return;
         }
@@ -1463,9 +1498,46 @@ impl Engine {
                 continue;
             }
             if let Some(text) = texts[l] {
-                push_seg(buf, segs, item_no, members[l], text, false);
+                let t = Text {
+                    idx,
+                    item: item_no,
+                    views: members[l],
+                    lower: false,
+                };
+                self.emit(t, text, parsed, st, buf, segs);
             }
         }
+    }
+
+    /// Queues a text for its index's batch, or scans it where it is when
+    /// it is large (a big body is not worth a copy).
+    fn emit(
+        &self,
+        t: Text,
+        text: &[u8],
+        parsed: &request::Parsed<'_>,
+        st: &mut State,
+        buf: &mut Vec<u8>,
+        segs: &mut Vec<Seg>,
+    ) {
+        if text.len() <= BIG_TEXT {
+            push_seg(buf, segs, t.item, t.views, text, t.lower);
+            return;
+        }
+        let lowered;
+        let text: &[u8] = if t.lower && text.iter().any(u8::is_ascii_uppercase) {
+            lowered = text.to_ascii_lowercase();
+            &lowered
+        } else {
+            text
+        };
+        let seg = [Seg {
+            item: t.item,
+            views: t.views,
+            start: 0,
+            end: text.len(),
+        }];
+        self.scan_batch(t.idx, text, 0, &seg, parsed, st);
     }
 
     /// Runs one index's automaton over its whole batch, then the rules its

@@ -15,14 +15,21 @@
 //! ## Key design decision: prefilter, then confirm
 //!
 //! Every value is normalised into at most seven *views*, each computed once
-//! and only if a rule of that value's class reads it; views that come out
-//! identical (the usual case for benign values) are scanned once. Each class
-//! of value (path, argument, header, cookie, ...) has one Aho-Corasick
-//! automaton over the literals its rules declare as prefilters; only rules
-//! whose literal occurs run their regex or detector. Rules without a
-//! prefilter are grouped into one `RegexSet` per class and view. Nothing is
-//! compiled after [`compile`], all matching is linear-time (`regex`,
-//! `aho-corasick`, hand-written tokenizers), and every parser is bounded.
+//! and only if a rule of that value's index reads it; views that come out
+//! identical are kept once, and a *plain* value (nothing to decode, no
+//! space, slash, comment or shell character: most benign values) skips the
+//! view machinery and becomes one lower-cased text. Rules are indexed per
+//! class of value (path, argument, header, cookie, ...) and, for headers,
+//! per header name a rule targets, so no rule is ever tried on a header it
+//! does not name. The texts of all values of one index are laid back to
+//! back in one buffer and scanned by that index's Aho-Corasick automaton in
+//! a single pass (its literals are the prefilters the rules declare); hits
+//! map back to their value, and only rules whose literal occurs run their
+//! regex or detector. Rules without a prefilter are grouped into one
+//! `RegexSet` per index and view (the built-in rules all have one). Nothing
+//! is compiled after [`compile`], all matching is linear-time (`regex`,
+//! `aho-corasick`, hand-written tokenizers), and every parser and buffer is
+//! bounded.
 //!
 //! ## Calling it from the gateway
 //!

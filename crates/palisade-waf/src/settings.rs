@@ -91,7 +91,8 @@ pub struct CustomRule {
     /// A linear-time regular expression (Rust `regex` syntax).
     pub regex: Option<String>,
     /// Literals (ASCII case-insensitive) that must occur for the regex to
-    /// be tried; without one the regex runs on every value.
+    /// be tried; without one the regex runs on every value. The list must
+    /// be sound: every text the regex matches contains one of them.
     #[serde(default)]
     pub prefilter: Vec<String>,
     /// A literal set: matches when any literal occurs (ASCII
