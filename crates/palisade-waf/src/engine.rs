@@ -1026,21 +1026,24 @@ fn bit_set(v: &mut [u64], i: usize) {
 
 /// Byte flags: what a byte can change in the views of a value.
 /// `%`, `&`, `\`, NUL and the full-width lead byte: `norm` decodes or folds.
-const F_NORM: u8 = 1;
-const F_UPPER: u8 = 2;
+const F_NORM: u16 = 1;
+const F_UPPER: u16 = 2;
 /// Whitespace and control bytes: `compact` and `strip` may differ.
-const F_SPACE: u8 = 4;
+const F_SPACE: u16 = 4;
 /// What `cmd` removes or replaces.
-const F_CMD: u8 = 8;
+const F_CMD: u16 = 8;
 /// `/`: `path` may collapse something.
-const F_SLASH: u8 = 16;
+const F_SLASH: u16 = 16;
 /// `*` and `!`: comment markers (`/*`, `*/`, `<!--`).
-const F_COMMENT: u8 = 32;
+const F_COMMENT: u16 = 32;
 /// Outside the Base64 alphabet (with space and `=`).
-const F_NOT_B64: u8 = 64;
+const F_NOT_B64: u16 = 64;
+const F_LOWER: u16 = 128;
+/// A digit or one of `+ / - _` and space (Base64 beyond letters).
+const F_DIGIT_SYM: u16 = 256;
 
-const fn byte_flags() -> [u8; 256] {
-    let mut t = [0u8; 256];
+const fn byte_flags() -> [u16; 256] {
+    let mut t = [0u16; 256];
     let mut i = 0;
     while i < 256 {
         let b = i as u8;
@@ -1070,13 +1073,19 @@ const fn byte_flags() -> [u8; 256] {
         if !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b' ' | b'=')) {
             f |= F_NOT_B64;
         }
+        if b.is_ascii_lowercase() {
+            f |= F_LOWER;
+        }
+        if b.is_ascii_digit() || matches!(b, b'+' | b'/' | b'-' | b'_' | b' ') {
+            f |= F_DIGIT_SYM;
+        }
         t[i] = f;
         i += 1;
     }
     t
 }
 
-static BYTE_FLAGS: [u8; 256] = byte_flags();
+static BYTE_FLAGS: [u16; 256] = byte_flags();
 
 /// At most this many distinct rules are reported per request.
 const MAX_MATCHES: usize = 64;
@@ -1386,12 +1395,18 @@ impl Engine {
         // One pass decides which views can differ from `norm`: most benign
         // values are words, numbers, dates, tokens, and every derived view
         // then borrows `norm` (or `norm` is `raw` lower-cased).
-        let flags = raw.iter().fold(0u8, |a, &b| a | BYTE_FLAGS[b as usize]);
+        let flags = raw.iter().fold(0u16, |a, &b| a | BYTE_FLAGS[b as usize]);
         let decode = flags & F_NORM != 0;
         let derived = View::Compact.bit() | View::Strip.bit() | View::Path.bit() | View::Cmd.bit();
+        // `base64_text` turns down a value outside the alphabet, and one of
+        // letters of a single case or without letters (`/path` values are
+        // judged on their last segment there).
+        let (upper, lower) = (flags & F_UPPER != 0, flags & F_LOWER != 0);
+        let b64_shape = flags & F_NOT_B64 == 0
+            && ((upper && lower) || (flags & F_DIGIT_SYM != 0 && (upper || lower)));
         let b64: Option<Vec<u8>> = (needed & View::Base64.bit() != 0
             && raw.len() >= normalize::BASE64_MIN
-            && (flags & F_NOT_B64 == 0 || raw.first() == Some(&b'/')))
+            && (b64_shape || raw.first() == Some(&b'/')))
         .then(|| normalize::base64_text(raw).map(|d| normalize::norm(&d).into_owned()))
         .flatten();
         let item_no = u32::try_from(i).unwrap_or(u32::MAX);

@@ -86,9 +86,11 @@ fn push_char(out: &mut Vec<u8>, cp: u32) {
 /// One round of URL decoding: `%XX`, `%uXXXX`, and `+` as space when asked.
 /// Invalid escapes are kept as they are.
 pub fn url_decode(input: &[u8], plus_as_space: bool) -> Cow<'_, [u8]> {
-    let needs = input
-        .iter()
-        .any(|&b| b == b'%' || (plus_as_space && b == b'+'));
+    let needs = if plus_as_space {
+        memchr::memchr2(b'%', b'+', input).is_some()
+    } else {
+        memchr::memchr(b'%', input).is_some()
+    };
     if !needs {
         return Cow::Borrowed(input);
     }

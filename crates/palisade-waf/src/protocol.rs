@@ -120,7 +120,8 @@ pub(crate) fn check(
                     i.class,
                     Class::Arg | Class::ArgName | Class::Path | Class::Filename
                 ) && memchr::memchr(0, &i.value).is_some()
-            }) || memchr::memmem::find(parsed.path_raw, b"%00").is_some()
+            }) || memchr::memchr_iter(b'%', parsed.path_raw)
+                .any(|i| parsed.path_raw[i + 1..].starts_with(b"00"))
         }
         Proto::HeaderCtl => h.ctl,
         Proto::GetWithBody => matches!(req.method, "GET" | "HEAD") && h.cl_nonzero,

@@ -206,8 +206,25 @@ pub fn is_xss(s: &[u8]) -> bool {
     // 3. A script URL outside a tag: the scheme must be followed by code
     // (a call, an assignment, a template, an encoded byte), so that text
     // such as "JavaScript: the basics" passes.
-    // Every scheme has a colon; most texts do not.
-    if memchr::memchr(b':', s).is_none() {
+    // Every scheme ends in `script:` or starts with `data:` (tabs and
+    // newlines inside are dropped below); most texts have neither.
+    let scheme_at = |p: usize| {
+        // The (up to) six bytes before the colon, last first.
+        let mut before = [0u8; 6];
+        let mut n = 0;
+        for &b in s[..p].iter().rev() {
+            if matches!(b, b'\t' | b'\n' | b'\r') {
+                continue;
+            }
+            before[n] = b;
+            n += 1;
+            if n == before.len() {
+                break;
+            }
+        }
+        before[..n].starts_with(b"tpircs") || before[..n].starts_with(b"atad")
+    };
+    if !memchr::memchr_iter(b':', s).any(scheme_at) {
         return false;
     }
     let squeezed: std::borrow::Cow<'_, [u8]> = if memchr::memchr3(b'\t', b'\n', b'\r', s).is_some()
