@@ -639,16 +639,27 @@ pub fn cmd(norm: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-fn b64_val(b: u8) -> Option<u8> {
-    match b {
-        b'A'..=b'Z' => Some(b - b'A'),
-        b'a'..=b'z' => Some(b - b'a' + 26),
-        b'0'..=b'9' => Some(b - b'0' + 52),
-        b'+' | b'-' => Some(62),
-        b'/' | b'_' => Some(63),
-        _ => None,
+const B64_INVALID: u8 = 0xff;
+
+/// Base64 digit values (standard and URL-safe alphabets), with a space read
+/// as `+` (form decoding turned a `+` into a space).
+static B64: [u8; 256] = {
+    let mut t = [B64_INVALID; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        t[i] = match b {
+            b'A'..=b'Z' => b - b'A',
+            b'a'..=b'z' => b - b'a' + 26,
+            b'0'..=b'9' => b - b'0' + 52,
+            b'+' | b'-' | b' ' => 62,
+            b'/' | b'_' => 63,
+            _ => B64_INVALID,
+        };
+        i += 1;
     }
-}
+    t
+};
 
 /// Minimum length of a value tried as Base64.
 pub const BASE64_MIN: usize = 8;
@@ -673,14 +684,24 @@ pub fn base64_text(raw: &[u8]) -> Option<Vec<u8>> {
     if trimmed.len() < BASE64_MIN || raw.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
         return None;
     }
-    // First pass without allocating: random tokens decode to control bytes
-    // within a few characters and are rejected here.
+    // First pass without allocating: the alphabet, the letter cases, and
+    // random tokens, which decode to control bytes within a few characters.
+    let mut upper = false;
+    let mut lower = false;
+    let mut digit_or_sym = false;
     {
         let mut acc: u32 = 0;
         let mut bits = 0;
         let mut bad = 0usize;
         for &b in trimmed {
-            let v = if b == b' ' { 62 } else { b64_val(b)? };
+            let v = B64[b as usize];
+            if v == B64_INVALID {
+                return None;
+            }
+            upper |= b.is_ascii_uppercase();
+            lower |= b.is_ascii_lowercase();
+            // A space is a `+` that form decoding turned into a space.
+            digit_or_sym |= !b.is_ascii_alphabetic();
             acc = acc << 6 | u32::from(v);
             bits += 6;
             if bits >= 8 {
@@ -700,18 +721,6 @@ pub fn base64_text(raw: &[u8]) -> Option<Vec<u8>> {
         }
     }
     // A word made only of letters is more likely a word than Base64.
-    let mut upper = false;
-    let mut lower = false;
-    let mut digit_or_sym = false;
-    for &b in trimmed {
-        match b {
-            b'A'..=b'Z' => upper = true,
-            b'a'..=b'z' => lower = true,
-            // A space is a `+` that form decoding turned into a space.
-            b'0'..=b'9' | b'+' | b'/' | b'-' | b'_' | b' ' => digit_or_sym = true,
-            _ => return None,
-        }
-    }
     if !(upper && lower) && !(digit_or_sym && (upper || lower)) {
         return None;
     }
@@ -719,7 +728,10 @@ pub fn base64_text(raw: &[u8]) -> Option<Vec<u8>> {
     let mut acc: u32 = 0;
     let mut bits = 0;
     for &b in trimmed {
-        let v = if b == b' ' { 62 } else { b64_val(b)? };
+        let v = B64[b as usize];
+        if v == B64_INVALID {
+            return None;
+        }
         acc = acc << 6 | u32::from(v);
         bits += 6;
         if bits >= 8 {
