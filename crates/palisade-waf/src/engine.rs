@@ -616,8 +616,10 @@ impl Builder {
             }
         }
         if !lits.is_empty() {
+            // Literals are lower-cased here and every text is lower case
+            // when it is scanned.
             let ac = AhoCorasick::builder()
-                .ascii_case_insensitive(true)
+                .ascii_case_insensitive(false)
                 .match_kind(MatchKind::Standard)
                 .kind(Some(AhoCorasickKind::DFA))
                 .build(&lits)
@@ -1517,7 +1519,8 @@ impl Engine {
                     idx,
                     item: item_no,
                     views: members[l],
-                    lower: false,
+                    // Every other view is lower case already.
+                    lower: l == View::Raw as usize,
                 };
                 self.emit(t, text, parsed, st, buf, segs);
             }
