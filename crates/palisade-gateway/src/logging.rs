@@ -176,8 +176,9 @@ struct JsonFields<'a, 'w> {
 
 impl JsonFields<'_, '_> {
     fn key(&mut self, field: &Field) -> std::fmt::Result {
+        // Field names are Rust identifiers written in `proxy.rs`: nothing to escape.
         self.w.write_str(",\"")?;
-        JsonEscaped(self.w).write_str(field.name())?;
+        self.w.write_str(field.name())?;
         self.w.write_str("\":")
     }
     fn number(&mut self, field: &Field, negative: bool, n: u64) {

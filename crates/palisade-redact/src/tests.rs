@@ -1,4 +1,5 @@
 use super::*;
+use std::net::Ipv4Addr;
 
 fn r() -> Redactor {
     Redactor::default()
@@ -573,4 +574,13 @@ fn the_name_memo_never_mixes_redactors() {
         r#"{"national_id":"[REDACTED]","status":200}"#
     );
     assert_eq!(without.redact(line), line);
+}
+
+#[test]
+fn truncated_ipv4_is_written_like_display() {
+    let t = r();
+    for (a, b, c) in [(0u8, 0u8, 0u8), (9, 10, 99), (100, 200, 255), (1, 23, 4)] {
+        let ip = IpAddr::V4(Ipv4Addr::new(a, b, c, 77));
+        assert_eq!(t.client_ip(ip), Ipv4Addr::new(a, b, c, 0).to_string());
+    }
 }
