@@ -71,16 +71,16 @@ def measure(args, lab, name: str, template: str, upstream_port: int) -> dict:
         deadline = time.time() + 120
         port = None
         while time.time() < deadline and port is None:
-            if m := re.search(r"^ready http=\S+:(\d+)", out.read_text(), re.M):
-                port = int(m.group(1))
+            if m := re.search(r"^ready http=\S+:(\d+) https=\S+:(\d+)", out.read_text(), re.M):
+                port = int(m.group(2) if args.scheme == "https" else m.group(1))
             elif proc.poll() is not None:
                 raise harness.HarnessError(f"{name} exited: {(d / 'stderr').read_text()[-2000:]}")
             else:
                 time.sleep(0.2)
         if port is None:
             raise harness.HarnessError(f"{name} did not print its ready line under valgrind")
-        url = f"http://127.0.0.1:{port}/"
-        subprocess.run(["curl", "-sf", "-o", "/dev/null", url], check=True)
+        url = f"{args.scheme}://localhost:{port}/"
+        subprocess.run(["curl", "-skf", "-o", "/dev/null", url], check=True)
         subprocess.run(["callgrind_control", "-i", "on", str(proc.pid)], check=True, capture_output=True)
         wrk = subprocess.run(["wrk", "-t1", "-c4", f"-d{args.seconds}s", url], text=True,
                              capture_output=True, check=True).stdout
@@ -109,6 +109,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bin", type=Path, default=harness.ROOT / "target/release/palisade")
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--scheme", choices=("http", "https"), default="http",
+                    help="https: keep-alive TLS 1.3 (the handshakes of wrk's 4 connections are not counted)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory (callgrind files)")
     args = ap.parse_args()
     if not args.bin.exists():
@@ -132,7 +134,7 @@ def main() -> int:
         lab.stop_all()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"# user-space instructions per request (callgrind, wrk -t1 -c4 -d{args.seconds}s GET / of a "
+    print(f"# user-space instructions per request ({args.scheme}, callgrind, wrk -t1 -c4 -d{args.seconds}s GET / of a "
           f"{harness.PAGE_BYTES} B page, 1 worker thread)")
     for r in results:
         print(f"{r['name']:<12} {r['per_request']:>8,} per request  ({r['requests']} requests)")
