@@ -7,7 +7,7 @@
 //! | `upstream_request_filter` | `X-Forwarded-For/-Proto/-Host`, `X-Real-IP`, request id; client copies dropped unless from a trusted proxy |
 //! | `response_filter` | fingerprints out, HSTS and security headers in, cookie flags, https `Location`, request id |
 //! | `fail_to_proxy` | neutral 502/504 page (HTML or JSON by `Accept`) with the request id, never internals |
-//! | `logging` | one line per request: request id, site, method, status, duration (no path or query yet: they may carry secrets) |
+//! | `logging` | one `palisade::access` line per request (schema in `docs/logging.md`; redacted by the log writer), request counters, statuses counted as violations |
 
 use std::borrow::Cow;
 use std::net::IpAddr;
