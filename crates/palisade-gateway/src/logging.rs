@@ -372,10 +372,12 @@ impl ReopenableFile {
             self.shared.wake.notify_one();
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                // The writer is stuck (a dead disk): keep the bound; stderr says so once.
+                // The writer is stuck (a dead disk): keep the bound; stderr says so once, the
+                // metric counts every line.
                 if !STALL_REPORTED.swap(true, std::sync::atomic::Ordering::Relaxed) {
                     eprintln!("palisade: the log file is not being written; dropping log lines");
                 }
+                lines_lost("stalled", 1);
                 return;
             }
             p = match self.shared.written.wait_timeout(p, left) {
@@ -433,6 +435,18 @@ impl ReopenableFile {
     }
 }
 
+fn lines_lost(reason: &str, n: usize) {
+    if let Some(m) = crate::metrics::metrics() {
+        m.log_lines_lost
+            .with_label_values(&[reason])
+            .inc_by(n as u64);
+    }
+}
+
+fn line_count(batch: &[u8]) -> usize {
+    batch.iter().filter(|&&b| b == b'\n').count()
+}
+
 fn open_file(path: &Path) -> std::io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
@@ -463,6 +477,8 @@ fn write_loop(path: &Path, mut file: File, shared: &Shared) {
             match file.write_all(&batch) {
                 Ok(()) => failing = false,
                 Err(e) => {
+                    // (a partial write may have kept some of them; count the batch as lost)
+                    lines_lost("write_error", line_count(&batch));
                     if !failing {
                         eprintln!(
                             "palisade: cannot write the log file {}: {e}",
@@ -647,5 +663,26 @@ mod tests {
         assert_eq!(old.lines().count(), 1000);
         assert!(old.ends_with("before 999\n"));
         assert_eq!(new, "after\n");
+    }
+
+    /// A file that refuses writes (disk full) loses lines; the loss is counted, not silent, and
+    /// the writer keeps serving flushes instead of hanging.
+    #[test]
+    fn lines_a_full_disk_refuses_are_counted() {
+        let lost = || {
+            crate::metrics::metrics()
+                .unwrap()
+                .log_lines_lost
+                .with_label_values(&["write_error"])
+                .get()
+        };
+        let before = lost();
+        let file = ReopenableFile::open(Path::new("/dev/full")).unwrap();
+        let mut w = FileWriter(&file);
+        for i in 0..3 {
+            w.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        file.flush();
+        assert_eq!(lost() - before, 3);
     }
 }

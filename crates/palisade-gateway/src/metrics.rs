@@ -69,6 +69,7 @@ pub struct Metrics {
     pub config_generation: IntGauge,
     pub waf_matches: IntCounterVec,
     pub redactions: IntCounterVec,
+    pub log_lines_lost: IntCounterVec,
     pub rate_limited: IntCounterVec,
     pub access_denied: IntCounterVec,
     pub bans_issued: IntCounterVec,
@@ -169,6 +170,16 @@ fn build() -> Result<Metrics, prometheus::Error> {
     for kind in palisade_redact::Kind::ALL {
         redactions.with_label_values(&[kind.as_str()]);
     }
+    let log_lines_lost = IntCounterVec::new(
+        Opts::new(
+            "palisade_log_lines_lost_total",
+            "Log lines that never reached the log file, by reason (write_error: the file refused a batch, e.g. disk full; stalled: the file had not been written for 5 s and the bounded buffer was full).",
+        ),
+        &["reason"],
+    )?;
+    for r in ["write_error", "stalled"] {
+        log_lines_lost.with_label_values(&[r]);
+    }
     let rate_limited = IntCounterVec::new(
         Opts::new(
             "palisade_rate_limited_total",
@@ -230,6 +241,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     registry.register(Box::new(config_generation.clone()))?;
     registry.register(Box::new(waf_matches.clone()))?;
     registry.register(Box::new(redactions.clone()))?;
+    registry.register(Box::new(log_lines_lost.clone()))?;
     registry.register(Box::new(rate_limited.clone()))?;
     registry.register(Box::new(access_denied.clone()))?;
     registry.register(Box::new(bans_issued.clone()))?;
@@ -259,6 +271,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         config_generation,
         waf_matches,
         redactions,
+        log_lines_lost,
         rate_limited,
         access_denied,
         bans_issued,
