@@ -1,5 +1,4 @@
 use super::*;
-use std::net::Ipv4Addr;
 
 fn r() -> Redactor {
     Redactor::default()
@@ -574,6 +573,23 @@ fn the_name_memo_never_mixes_redactors() {
         r#"{"national_id":"[REDACTED]","status":200}"#
     );
     assert_eq!(without.redact(line), line);
+}
+
+#[test]
+fn addresses_are_written_as_display_writes_them() {
+    for ip in [
+        "0.0.0.0",
+        "10.0.0.1",
+        "127.0.0.1",
+        "192.168.100.9",
+        "255.255.255.255",
+        "1.20.100.0",
+        "2001:db8::1",
+        "::ffff:1.2.3.4",
+    ] {
+        let ip: IpAddr = ip.parse().unwrap();
+        assert_eq!(ip_text(ip), ip.to_string());
+    }
 }
 
 #[test]
