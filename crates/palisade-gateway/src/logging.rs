@@ -315,12 +315,34 @@ struct Pending {
     last_reopen: Option<std::io::ErrorKind>,
 }
 
+impl Pending {
+    /// A reopen or flush the writer has not served yet.
+    fn requested(&self) -> bool {
+        self.served_reopen < self.reopen_ticket || self.served_flush < self.flush_ticket
+    }
+}
+
 struct Shared {
     pending: Mutex<Pending>,
     /// Signalled to wake the writer (high water, reopen, flush).
     wake: Condvar,
     /// Signalled by the writer after each batch (space freed, tickets served).
     written: Condvar,
+}
+
+impl Shared {
+    /// The buffer; a thread that panicked holding it left nothing half-done worth refusing.
+    fn lock(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// `cv.wait_timeout`, keeping the guard when another thread panicked.
+fn wait<'a>(cv: &Condvar, guard: MutexGuard<'a, Pending>, d: Duration) -> MutexGuard<'a, Pending> {
+    match cv.wait_timeout(guard, d) {
+        Ok((g, _)) => g,
+        Err(poison) => poison.into_inner().0,
+    }
 }
 
 /// An append-only log file written by its own thread. Request threads append finished lines to a
@@ -358,15 +380,8 @@ impl ReopenableFile {
         Ok(ReopenableFile { shared })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Pending> {
-        self.shared
-            .pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
     fn append(&self, line: &[u8]) {
-        let mut p = self.lock();
+        let mut p = self.shared.lock();
         let deadline = std::time::Instant::now() + WAIT;
         while p.buf.len() + line.len() > MAX_BUFFERED && !p.buf.is_empty() {
             self.shared.wake.notify_one();
@@ -380,10 +395,7 @@ impl ReopenableFile {
                 lines_lost("stalled", 1);
                 return;
             }
-            p = match self.shared.written.wait_timeout(p, left) {
-                Ok((g, _)) => g,
-                Err(poison) => poison.into_inner().0,
-            };
+            p = wait(&self.shared.written, p, left);
         }
         p.buf.extend_from_slice(line);
         if p.buf.len() >= HIGH_WATER {
@@ -393,7 +405,7 @@ impl ReopenableFile {
 
     /// Ask the writer for something and wait (bounded) until it has been done.
     fn request(&self, reopen: bool) -> std::io::Result<()> {
-        let mut p = self.lock();
+        let mut p = self.shared.lock();
         let ticket = if reopen {
             p.reopen_ticket += 1;
             p.reopen_ticket
@@ -419,10 +431,7 @@ impl ReopenableFile {
             if left.is_zero() {
                 return Err(std::io::Error::other("the log writer did not answer"));
             }
-            p = match self.shared.written.wait_timeout(p, left) {
-                Ok((g, _)) => g,
-                Err(poison) => poison.into_inner().0,
-            };
+            p = wait(&self.shared.written, p, left);
         }
     }
 
@@ -455,17 +464,12 @@ fn write_loop(path: &Path, mut file: File, shared: &Shared) {
     let mut batch = Vec::new();
     // A write error (disk full) is not fatal: later lines are tried again; stderr says it once.
     let mut failing = false;
-    let mut p = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+    let mut p = shared.lock();
     loop {
-        let requested = p.served_reopen < p.reopen_ticket || p.served_flush < p.flush_ticket;
-        if !requested && p.buf.len() < HIGH_WATER {
-            p = match shared.wake.wait_timeout(p, FLUSH_INTERVAL) {
-                Ok((g, _)) => g,
-                Err(poison) => poison.into_inner().0,
-            };
+        if !p.requested() && p.buf.len() < HIGH_WATER {
+            p = wait(&shared.wake, p, FLUSH_INTERVAL);
         }
-        let requested = p.served_reopen < p.reopen_ticket || p.served_flush < p.flush_ticket;
-        if !requested && p.buf.is_empty() {
+        if !p.requested() && p.buf.is_empty() {
             continue;
         }
         std::mem::swap(&mut batch, &mut p.buf);
@@ -492,13 +496,9 @@ fn write_loop(path: &Path, mut file: File, shared: &Shared) {
             // Keep the spare buffer from pinning a burst's worth of memory forever.
             batch.shrink_to(HIGH_WATER);
         }
-        let mut reopened = None;
-        p = shared.pending.lock().unwrap_or_else(|p| p.into_inner());
+        p = shared.lock();
         if p.served_reopen < reopen {
-            reopened = Some(open_file(path));
-        }
-        if let Some(result) = reopened {
-            p.last_reopen = match result {
+            p.last_reopen = match open_file(path) {
                 Ok(f) => {
                     file = f;
                     None
