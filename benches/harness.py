@@ -289,7 +289,9 @@ class Lab:
     def palisade_check(self, conf: Path) -> subprocess.CompletedProcess:
         return run([str(self.args.bin), "check", "--config", str(conf)], check=False)
 
-    def start_palisade(self, name: str, template: str, upstream_port: int) -> Target:
+    def start_palisade(self, name: str, template: str, upstream_port: int, wrap: list[str] = (),
+                       ready_within: float = 60) -> Target:
+        """`wrap`: a command the binary runs under (e.g. valgrind), given more time to be ready."""
         d = self.work / name
         d.mkdir()
         values = dict(dir=d, threads=self.args.threads, cert=self.cert, key=self.key,
@@ -304,12 +306,12 @@ class Lab:
             raise HarnessError(f"{name}: palisade check refused {conf}:\n{check.stdout}{check.stderr}")
         shutil.copy(conf, self.run_dir / "configs" / f"{name}.toml")
         out = d / "stdout"
-        argv = [str(self.args.bin), "run", "--config", str(conf)]
+        argv = [*wrap, str(self.args.bin), "run", "--config", str(conf)]
         REC.cmd(argv)
         t = Target(name)
         t.proc = subprocess.Popen(argv, stdout=open(out, "w"), stderr=open(d / "stderr", "w"))
         self.targets[name] = t
-        deadline = time.time() + 60
+        deadline = time.time() + ready_within
         while time.time() < deadline:
             m = re.search(r"^ready http=\S+:(\d+) https=\S+:(\d+) admin=(\S+)", out.read_text(), re.M)
             if m:
@@ -321,7 +323,7 @@ class Lab:
                 raise HarnessError(f"{name} exited with {t.proc.returncode}: {(d / 'stderr').read_text()[-2000:]}")
             time.sleep(0.1)
         else:
-            raise HarnessError(f"{name} did not print its ready line within 60 s")
+            raise HarnessError(f"{name} did not print its ready line within {ready_within:g} s")
         self.wait_http(t, d / "stderr")
         return t
 
