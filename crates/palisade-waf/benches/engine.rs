@@ -8,28 +8,8 @@
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use palisade_waf::{compile, Action, Request, WafSettings};
 
-fn browser_headers(cookie: &'static [u8]) -> Vec<(&'static str, &'static [u8])> {
-    vec![
-        ("Host", b"shop.example"),
-        ("User-Agent", b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
-        ("Accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
-        ("Accept-Language", b"fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7"),
-        ("Accept-Encoding", b"gzip, deflate, br, zstd"),
-        ("Referer", b"https://shop.example/collections/chaussures?page=2&sort=price-asc"),
-        ("Connection", b"keep-alive"),
-        ("Cookie", cookie),
-        ("Upgrade-Insecure-Requests", b"1"),
-        ("Sec-Fetch-Dest", b"document"),
-        ("Sec-Fetch-Mode", b"navigate"),
-        ("Sec-Fetch-Site", b"same-origin"),
-        ("Sec-Fetch-User", b"?1"),
-        ("Priority", b"u=0, i"),
-    ]
-}
-
-const COOKIE: &[u8] = b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; form_key=Zx81kQpL0aVb3nTe; mage-cache-storage=%7B%7D; mage-cache-sessid=true; section_data_ids=%7B%22cart%22%3A1732190000%2C%22customer%22%3A1732190000%7D; private_content_version=4c2b7a1f0e8d9c6b5a4f3e2d1c0b9a87; _ga=GA1.1.1234567890.1732190000; _ga_ABC123=GS1.1.1732190000.3.1.1732190456.0.0.0; cookie_consent=%7B%22necessary%22%3Atrue%2C%22analytics%22%3Atrue%7D; store=fr; currency=EUR";
-
-const TARGET_2K: &[u8] = b"/catalogsearch/result/index/?q=chaussures+de+randonn%C3%A9e+femme+imperm%C3%A9able&cat=42&price=50-120&color=bleu&size=38&brand=Salomon&sort=relevance&dir=desc&page=2&limit=36&utm_source=newsletter&utm_medium=email&utm_campaign=black-friday-2026&utm_content=hero-banner&gclid=Cj0KCQiA1ZGcBhCoARIsAGQ0kkqfY3bN8rV2c5lT1xWmE0x4&fbclid=IwAR2xK9vQ7bZ3mY1pL4nT8wR6sD0fG5hJ2kL9zX3cV7bN1mQ4wE";
+mod common;
+use common::{browser_headers, text_body, COOKIE, TARGET_2K};
 
 fn bench(c: &mut Criterion) {
     let engine = compile(&WafSettings::default()).unwrap();
@@ -141,13 +121,7 @@ fn bench(c: &mut Criterion) {
     let mut text_headers = headers.clone();
     text_headers.push(("Content-Type", b"text/plain"));
     for kib in [64usize, 256, 1024] {
-        let mut body = Vec::with_capacity(kib * 1024);
-        let mut n = 0;
-        while body.len() < kib * 1024 {
-            body.extend_from_slice(format!("Livraison rapide et soignee, merci {n}. Le colis est arrive en bon etat (taille M).\n").as_bytes());
-            n += 1;
-        }
-        body.truncate(kib * 1024);
+        let body = text_body(kib);
         let big = Request {
             method: "POST",
             target: b"/contact/index/post/",

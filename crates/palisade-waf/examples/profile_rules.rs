@@ -5,6 +5,10 @@
 use palisade_waf::{compile, Request, WafSettings, BUILTIN_RULES};
 use std::time::Instant;
 
+#[path = "../benches/common/mod.rs"]
+mod common;
+use common::{browser_headers, text_body, COOKIE, TARGET_2K};
+
 fn time(settings: &WafSettings, req: &Request<'_>) -> f64 {
     let e = compile(settings).unwrap();
     for _ in 0..2000 {
@@ -37,38 +41,17 @@ fn main() {
         body_truncated: false,
     };
     // `REQ=bench`: the criterion benchmark's 2 KiB GET instead.
-    let bench_headers: Vec<(&str, &[u8])> = vec![
-        ("Host", b"shop.example"),
-        ("User-Agent", b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
-        ("Accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"),
-        ("Accept-Language", b"fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7"),
-        ("Accept-Encoding", b"gzip, deflate, br, zstd"),
-        ("Referer", b"https://shop.example/collections/chaussures?page=2&sort=price-asc"),
-        ("Connection", b"keep-alive"),
-        ("Cookie", b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; form_key=Zx81kQpL0aVb3nTe; mage-cache-storage=%7B%7D; mage-cache-sessid=true; section_data_ids=%7B%22cart%22%3A1732190000%2C%22customer%22%3A1732190000%7D; private_content_version=4c2b7a1f0e8d9c6b5a4f3e2d1c0b9a87; _ga=GA1.1.1234567890.1732190000; _ga_ABC123=GS1.1.1732190000.3.1.1732190456.0.0.0; cookie_consent=%7B%22necessary%22%3Atrue%2C%22analytics%22%3Atrue%7D; store=fr; currency=EUR"),
-        ("Upgrade-Insecure-Requests", b"1"),
-        ("Sec-Fetch-Dest", b"document"),
-        ("Sec-Fetch-Mode", b"navigate"),
-        ("Sec-Fetch-Site", b"same-origin"),
-        ("Sec-Fetch-User", b"?1"),
-        ("Priority", b"u=0, i"),
-    ];
+    let bench_headers = browser_headers(COOKIE);
     let bench_req = Request {
         method: "GET",
-        target: b"/catalogsearch/result/index/?q=chaussures+de+randonn%C3%A9e+femme+imperm%C3%A9able&cat=42&price=50-120&color=bleu&size=38&brand=Salomon&sort=relevance&dir=desc&page=2&limit=36&utm_source=newsletter&utm_medium=email&utm_campaign=black-friday-2026&utm_content=hero-banner&gclid=Cj0KCQiA1ZGcBhCoARIsAGQ0kkqfY3bN8rV2c5lT1xWmE0x4&fbclid=IwAR2xK9vQ7bZ3mY1pL4nT8wR6sD0fG5hJ2kL9zX3cV7bN1mQ4wE",
+        target: TARGET_2K,
         version: "HTTP/1.1",
         headers: &bench_headers,
         body: None,
         body_truncated: false,
     };
     // `REQ=body64`: the benchmark's 64 KiB text body.
-    let mut body = Vec::with_capacity(64 * 1024);
-    let mut n = 0;
-    while body.len() < 64 * 1024 {
-        body.extend_from_slice(format!("Livraison rapide et soignee, merci {n}. Le colis est arrive en bon etat (taille M).\n").as_bytes());
-        n += 1;
-    }
-    body.truncate(64 * 1024);
+    let body = text_body(64);
     let mut body_headers = bench_headers.clone();
     body_headers.push(("Content-Type", b"text/plain"));
     let body_req = Request {
