@@ -684,38 +684,36 @@ pub fn base64_text(raw: &[u8]) -> Option<Vec<u8>> {
     if trimmed.len() < BASE64_MIN || raw.len() - trimmed.len() > 2 || trimmed.len() % 4 == 1 {
         return None;
     }
-    // First pass without allocating: the alphabet, the letter cases, and
-    // random tokens, which decode to control bytes within a few characters.
+    // The decoded text must be at least 95 % printable ASCII (and UTF-8):
+    // at most `n / 20` other bytes among the `n` it decodes to. A random
+    // token breaks that within a few characters, so the first pass, which
+    // decodes without storing, usually stops early.
+    let n = trimmed.len() * 6 / 8;
     let mut upper = false;
     let mut lower = false;
     let mut digit_or_sym = false;
-    {
-        let mut acc: u32 = 0;
-        let mut bits = 0;
-        let mut bad = 0usize;
-        for &b in trimmed {
-            let v = B64[b as usize];
-            if v == B64_INVALID {
-                return None;
-            }
-            upper |= b.is_ascii_uppercase();
-            lower |= b.is_ascii_lowercase();
-            // A space is a `+` that form decoding turned into a space.
-            digit_or_sym |= !b.is_ascii_alphabetic();
-            acc = acc << 6 | u32::from(v);
-            bits += 6;
-            if bits >= 8 {
-                bits -= 8;
-                let c = (acc >> bits) as u8;
-                acc &= (1 << bits) - 1;
-                if !((0x20..0x7f).contains(&c)
-                    || matches!(c, b'\n' | b'\r' | b'\t' | 0)
-                    || c >= 0x80)
-                {
-                    bad += 1;
-                    if bad * 20 > trimmed.len() * 3 / 4 {
-                        return None;
-                    }
+    let mut bad = 0usize;
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for &b in trimmed {
+        let v = B64[b as usize];
+        if v == B64_INVALID {
+            return None;
+        }
+        upper |= b.is_ascii_uppercase();
+        lower |= b.is_ascii_lowercase();
+        // A space is a `+` that form decoding turned into a space.
+        digit_or_sym |= !b.is_ascii_alphabetic();
+        acc = acc << 6 | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            let c = (acc >> bits) as u8;
+            acc &= (1 << bits) - 1;
+            if !is_text_byte(c) {
+                bad += 1;
+                if bad * 100 > n * 5 {
+                    return None;
                 }
             }
         }
@@ -724,15 +722,11 @@ pub fn base64_text(raw: &[u8]) -> Option<Vec<u8>> {
     if !(upper && lower) && !(digit_or_sym && (upper || lower)) {
         return None;
     }
-    let mut out = Vec::with_capacity(trimmed.len() / 4 * 3 + 2);
+    let mut out = Vec::with_capacity(n);
     let mut acc: u32 = 0;
     let mut bits = 0;
     for &b in trimmed {
-        let v = B64[b as usize];
-        if v == B64_INVALID {
-            return None;
-        }
-        acc = acc << 6 | u32::from(v);
+        acc = acc << 6 | u32::from(B64[b as usize]);
         bits += 6;
         if bits >= 8 {
             bits -= 8;
@@ -740,15 +734,13 @@ pub fn base64_text(raw: &[u8]) -> Option<Vec<u8>> {
             acc &= (1 << bits) - 1;
         }
     }
-    let printable = out
-        .iter()
-        .filter(|&&b| (0x20..0x7f).contains(&b) || matches!(b, b'\n' | b'\r' | b'\t' | 0))
-        .count();
-    if printable * 100 >= out.len() * 95 && std::str::from_utf8(&out).is_ok() {
-        Some(out)
-    } else {
-        None
-    }
+    std::str::from_utf8(&out).is_ok().then_some(out)
+}
+
+/// Printable ASCII, the usual whitespace, and NUL (a decoded text may end
+/// with padding zeros).
+fn is_text_byte(c: u8) -> bool {
+    (0x20..0x7f).contains(&c) || matches!(c, b'\n' | b'\r' | b'\t' | 0)
 }
 
 #[cfg(test)]
