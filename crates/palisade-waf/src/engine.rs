@@ -4,7 +4,10 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::automaton::Automaton;
+use aho_corasick::dfa::DFA;
+use aho_corasick::{Anchored, MatchKind, StartKind};
+
 use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 
 use crate::detect::{sqli, xss};
@@ -288,6 +291,8 @@ struct Rule {
     header_names: Vec<String>,
     /// The rule also reads every header (not only the named ones).
     all_headers: bool,
+    /// A literal of its `prefilter_also` group must occur in the text too.
+    needs_also: bool,
     op: Op,
 }
 
@@ -308,10 +313,15 @@ impl Rule {
 struct ClassIndex {
     /// Views read by any rule of the index.
     views: u8,
-    /// All prefilter literals (one byte or more), one automaton.
-    ac: Option<AhoCorasick>,
+    /// All prefilter literals (one byte or more), one automaton, walked
+    /// byte by byte by `scan_batch`.
+    ac: Option<DFA>,
     /// Literal id -> rules.
     lit_rules: Vec<Vec<u16>>,
+    /// Literal id -> rules whose `prefilter_also` group it belongs to.
+    lit_also: Vec<Vec<u16>>,
+    /// Some rule of the index has a `prefilter_also` group.
+    has_also: bool,
     /// Rules without a prefilter, tried on every value (regex rules are in
     /// `sets` instead).
     always: Vec<u16>,
@@ -435,6 +445,8 @@ struct Builder {
     rules: Vec<Rule>,
     /// Prefilter literals per rule (parallel to `rules`).
     prefilters: Vec<Vec<String>>,
+    /// `prefilter_also` literals per rule (parallel to `rules`).
+    also: Vec<Vec<String>>,
 }
 
 /// Everything `compile` resolved from the site settings.
@@ -444,7 +456,10 @@ struct SiteOptions {
     overrides: Vec<(Option<String>, Option<Category>, Option<Mode>)>,
 }
 
-fn build_rule(def: &CustomRule, site: &SiteOptions) -> Result<Option<(Rule, Vec<String>)>, String> {
+/// A rule and its two prefilter groups.
+type BuiltRule = (Rule, Vec<String>, Vec<String>);
+
+fn build_rule(def: &CustomRule, site: &SiteOptions) -> Result<Option<BuiltRule>, String> {
     let category = Category::parse(&def.category)
         .ok_or_else(|| format!("rule {:?}: unknown category {:?}", def.id, def.category))?;
     let paranoia = def.paranoia.unwrap_or(1);
@@ -518,8 +533,20 @@ fn build_rule(def: &CustomRule, site: &SiteOptions) -> Result<Option<(Rule, Vec<
     if classes == 0 && !matches!(op, Op::Proto(_)) {
         return Err(format!("rule {:?}: targets must not be empty", def.id));
     }
-    if prefilter.iter().any(|p| p.is_empty()) {
+    if prefilter
+        .iter()
+        .chain(&def.prefilter_also)
+        .any(|p| p.is_empty())
+    {
         return Err(format!("rule {:?}: empty prefilter literal", def.id));
+    }
+    if !def.prefilter_also.is_empty()
+        && (def.prefilter.is_empty() || !matches!(op, Op::Regex(_) | Op::Sqli | Op::Xss))
+    {
+        return Err(format!(
+            "rule {:?}: prefilter_also needs a regex or detector with a prefilter",
+            def.id
+        ));
     }
     // Mode: rule id override beats category override beats the site.
     let mut mode = Some(site.mode);
@@ -547,9 +574,11 @@ fn build_rule(def: &CustomRule, site: &SiteOptions) -> Result<Option<(Rule, Vec<
             views,
             header_names,
             all_headers: all_headers || def.targets.is_empty(),
+            needs_also: !def.prefilter_also.is_empty(),
             op,
         },
         prefilter,
+        def.prefilter_also.clone(),
     )))
 }
 
@@ -561,6 +590,7 @@ impl Builder {
         let mut ci = ClassIndex::default();
         let mut lits: Vec<String> = Vec::new();
         let mut lit_rules: Vec<Vec<u16>> = Vec::new();
+        let mut lit_also: Vec<Vec<u16>> = Vec::new();
         let mut set_patterns: Vec<(View, Vec<String>, Vec<u16>)> = Vec::new();
         for (idx, rule) in self.rules.iter().enumerate() {
             let idx = u16::try_from(idx).map_err(|_| "too many rules".to_owned())?;
@@ -583,20 +613,33 @@ impl Builder {
             ci.views |= rule.views;
             let pf = &self.prefilters[idx as usize];
             if !pf.is_empty() {
-                for l in pf {
-                    let l = l.to_ascii_lowercase();
-                    let id = match lits.iter().position(|x| *x == l) {
-                        Some(i) => i,
-                        None => {
-                            lits.push(l);
-                            lit_rules.push(Vec::new());
-                            lits.len() - 1
+                let groups = [
+                    (&self.prefilters[idx as usize], false),
+                    (&self.also[idx as usize], true),
+                ];
+                for (group, is_also) in groups {
+                    for l in group {
+                        let l = l.to_ascii_lowercase();
+                        let id = match lits.iter().position(|x| *x == l) {
+                            Some(i) => i,
+                            None => {
+                                lits.push(l);
+                                lit_rules.push(Vec::new());
+                                lit_also.push(Vec::new());
+                                lits.len() - 1
+                            }
+                        };
+                        let list = if is_also {
+                            &mut lit_also[id]
+                        } else {
+                            &mut lit_rules[id]
+                        };
+                        if !list.contains(&idx) {
+                            list.push(idx);
                         }
-                    };
-                    if !lit_rules[id].contains(&idx) {
-                        lit_rules[id].push(idx);
                     }
                 }
+                ci.has_also |= rule.needs_also;
                 continue;
             }
             if let Op::Regex(r) = &rule.op {
@@ -618,14 +661,18 @@ impl Builder {
         if !lits.is_empty() {
             // Literals are lower-cased here and every text is lower case
             // when it is scanned.
-            let ac = AhoCorasick::builder()
+            let ac = DFA::builder()
                 .ascii_case_insensitive(false)
                 .match_kind(MatchKind::Standard)
-                .kind(Some(AhoCorasickKind::DFA))
+                .start_kind(StartKind::Unanchored)
+                .prefilter(false)
                 .build(&lits)
+                .map_err(|e| format!("literal automaton: {e}"))?;
+            ac.start_state(Anchored::No)
                 .map_err(|e| format!("literal automaton: {e}"))?;
             ci.ac = Some(ac);
             ci.lit_rules = lit_rules;
+            ci.lit_also = lit_also;
         }
         for (v, pats, ids) in set_patterns {
             let set = RegexSetBuilder::new(&pats)
@@ -829,12 +876,14 @@ pub fn compile(settings: &WafSettings) -> Result<Engine, Vec<WafConfigError>> {
     let mut builder = Builder {
         rules: Vec::new(),
         prefilters: Vec::new(),
+        also: Vec::new(),
     };
     for (def, span, builtin) in &defs {
         match build_rule(def, &site) {
-            Ok(Some((rule, pf))) => {
+            Ok(Some((rule, pf, also))) => {
                 builder.rules.push(rule);
                 builder.prefilters.push(pf);
+                builder.also.push(also);
             }
             Ok(None) => {}
             Err(e) => errors.push(err(
@@ -917,6 +966,9 @@ struct State {
     lit_seen: Vec<u32>,
     /// Rule -> the segment stamp it was last queued for.
     rule_seen: Vec<u32>,
+    /// Rule -> the segment stamp a literal of its `prefilter_also` group
+    /// was last seen in.
+    also_seen: Vec<u32>,
     /// Stamp of the first segment of the batch being scanned, minus one.
     stamp_base: u32,
     /// (segment, rule) pairs a batch scan queued.
@@ -931,6 +983,7 @@ struct State {
 struct Scratch {
     lit_seen: Vec<u32>,
     rule_seen: Vec<u32>,
+    also_seen: Vec<u32>,
     /// Last segment stamp used on this thread.
     stamp: u32,
     hits: Vec<(u32, u16)>,
@@ -1003,10 +1056,11 @@ fn push_seg(
     lower: bool,
 ) {
     let start = buf.len();
+    buf.extend_from_slice(text);
     if lower {
-        buf.extend(text.iter().map(u8::to_ascii_lowercase));
-    } else {
-        buf.extend_from_slice(text);
+        if let Some(t) = buf.get_mut(start..) {
+            t.make_ascii_lowercase();
+        }
     }
     segs.push(Seg {
         item,
@@ -1143,18 +1197,21 @@ impl Engine {
             sc.stamp = 0;
             sc.lit_seen.iter_mut().for_each(|x| *x = 0);
             sc.rule_seen.iter_mut().for_each(|x| *x = 0);
+            sc.also_seen.iter_mut().for_each(|x| *x = 0);
         }
         if sc.lit_seen.len() < self.literal_count {
             sc.lit_seen.resize(self.literal_count, 0);
         }
         if sc.rule_seen.len() < self.rules.len() {
             sc.rule_seen.resize(self.rules.len(), 0);
+            sc.also_seen.resize(self.rules.len(), 0);
         }
         let mut st = State {
             fired: vec![0; self.rules.len().div_ceil(64)],
             matches: Vec::new(),
             lit_seen: std::mem::take(&mut sc.lit_seen),
             rule_seen: std::mem::take(&mut sc.rule_seen),
+            also_seen: std::mem::take(&mut sc.also_seen),
             stamp_base: sc.stamp,
             hits: std::mem::take(&mut sc.hits),
             sqli: std::mem::take(&mut sc.sqli),
@@ -1212,7 +1269,7 @@ impl Engine {
         let mut k = 0;
         while k < order.len() {
             let idx = order[k].0;
-            let (from, seg0) = (buf.len(), segs.len());
+            let seg0 = segs.len();
             while k < order.len() && order[k].0 == idx {
                 let i = order[k].1 as usize;
                 if let Some(item) = parsed.items.get(i) {
@@ -1221,12 +1278,13 @@ impl Engine {
                 k += 1;
             }
             if segs.len() > seg0 {
-                self.scan_batch(idx as usize, buf, from, &segs[seg0..], &parsed, &mut st);
+                self.scan_batch(idx as usize, buf, &segs[seg0..], &parsed, &mut st);
             }
         }
         sc.stamp = st.stamp_base;
         sc.lit_seen = std::mem::take(&mut st.lit_seen);
         sc.rule_seen = std::mem::take(&mut st.rule_seen);
+        sc.also_seen = std::mem::take(&mut st.also_seen);
         sc.hits = std::mem::take(&mut st.hits);
         sc.sqli = std::mem::take(&mut st.sqli);
         sc.trim();
@@ -1555,7 +1613,7 @@ impl Engine {
             start: 0,
             end: text.len(),
         }];
-        self.scan_batch(t.idx, text, 0, &seg, parsed, st);
+        self.scan_batch(t.idx, text, &seg, parsed, st);
     }
 
     /// Runs one index's automaton over its whole batch, then the rules its
@@ -1564,7 +1622,6 @@ impl Engine {
         &self,
         idx: usize,
         buf: &[u8],
-        from: usize,
         segs: &[Seg],
         parsed: &request::Parsed<'_>,
         st: &mut State,
@@ -1575,33 +1632,61 @@ impl Engine {
         let mut hits = std::mem::take(&mut st.hits);
         hits.clear();
         if let Some(ac) = &ci.ac {
-            let mut si = 0usize;
-            for m in ac.find_overlapping_iter(buf.get(from..).unwrap_or(b"")) {
-                let (start, end) = (m.start() + from, m.end() + from);
-                // Matches come in order of their end: the segment that holds
-                // the end only moves forward.
-                while si < segs.len() && segs[si].end < end {
-                    si += 1;
-                }
-                let Some(seg) = segs.get(si) else { break };
-                if start < seg.start {
-                    // Spans two texts: not a real occurrence.
+            // Each text from the automaton's start state, so that no match
+            // spans two texts; a match state lists every literal that ends
+            // at that byte (standard semantics, overlapping).
+            // `index` checked that the start state exists.
+            let start = ac.start_state(Anchored::No).ok();
+            for (si, seg) in segs.iter().enumerate() {
+                let (Some(start), Some(text)) = (start, buf.get(seg.start..seg.end)) else {
                     continue;
-                }
+                };
                 let stamp = base.saturating_add(u32::try_from(si).unwrap_or(u32::MAX)) + 1;
-                let lit = m.pattern().as_usize();
-                if st.lit_seen[lit] == stamp {
-                    continue;
-                }
-                st.lit_seen[lit] = stamp;
-                for &r in &ci.lit_rules[lit] {
-                    if self.rules[r as usize].views & seg.views != 0
-                        && st.rule_seen[r as usize] != stamp
-                        && !bit_test(&st.fired, r as usize)
-                    {
-                        st.rule_seen[r as usize] = stamp;
-                        hits.push((u32::try_from(si).unwrap_or(u32::MAX), r));
+                let si = u32::try_from(si).unwrap_or(u32::MAX);
+                let seg_hits = hits.len();
+                let mut sid = start;
+                for &b in text {
+                    sid = ac.next_state(Anchored::No, sid, b);
+                    if !(ac.is_special(sid) && ac.is_match(sid)) {
+                        continue;
                     }
+                    for k in 0..ac.match_len(sid) {
+                        let lit = ac.match_pattern(sid, k).as_usize();
+                        let Some(seen) = st.lit_seen.get_mut(lit) else {
+                            continue;
+                        };
+                        if *seen == stamp {
+                            continue;
+                        }
+                        *seen = stamp;
+                        for &r in ci.lit_also.get(lit).map_or(&[][..], Vec::as_slice) {
+                            if let Some(a) = st.also_seen.get_mut(r as usize) {
+                                *a = stamp;
+                            }
+                        }
+                        for &r in ci.lit_rules.get(lit).map_or(&[][..], Vec::as_slice) {
+                            if self.rules[r as usize].views & seg.views != 0
+                                && st.rule_seen[r as usize] != stamp
+                                && !bit_test(&st.fired, r as usize)
+                            {
+                                st.rule_seen[r as usize] = stamp;
+                                hits.push((si, r));
+                            }
+                        }
+                    }
+                }
+                // Rules that also need a literal of their second group:
+                // kept only if one occurred anywhere in this text.
+                if ci.has_also {
+                    let mut keep = seg_hits;
+                    for k in seg_hits..hits.len() {
+                        let r = hits[k].1 as usize;
+                        if !self.rules[r].needs_also || st.also_seen.get(r) == Some(&stamp) {
+                            hits[keep] = hits[k];
+                            keep += 1;
+                        }
+                    }
+                    hits.truncate(keep);
                 }
             }
         }

@@ -95,6 +95,11 @@ pub struct CustomRule {
     /// be sound: every text the regex matches contains one of them.
     #[serde(default)]
     pub prefilter: Vec<String>,
+    /// A second group of literals, one of which must also occur in the
+    /// same text (for regexes that need two things, such as a word and a
+    /// symbol). Needs `prefilter`; sound in the same sense.
+    #[serde(default)]
+    pub prefilter_also: Vec<String>,
     /// A literal set: matches when any literal occurs (ASCII
     /// case-insensitive).
     #[serde(default)]
