@@ -364,3 +364,19 @@ fn routes_are_validated_with_positions() {
         "{errs}"
     );
 }
+
+#[test]
+fn custom_waf_rule_with_an_unsound_prefilter_is_refused_at_its_line() {
+    let d = Dir::new();
+    let text = format!(
+        "{MINIMAL}\n[sites.waf]\nrules = [\n  {{ id = \"shop-2\", category = \"custom\", targets = [\"path\"], regex = '/(?:xmlrpc|wp-login)\\.php', prefilter = [\"wp-\"] }},\n]\n"
+    );
+    let errs = d.errors(&text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    // Line 13, the rule's inline table; the message shows a path it would miss.
+    assert!(
+        errs[0].starts_with("13:3: waf: rule \"shop-2\": prefilter is not sound"),
+        "{errs:?}"
+    );
+    assert!(errs[0].contains("/xmlrpc.php"), "{errs:?}");
+}

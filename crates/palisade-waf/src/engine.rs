@@ -879,7 +879,29 @@ pub fn compile(settings: &WafSettings) -> Result<Engine, Vec<WafConfigError>> {
         also: Vec::new(),
     };
     for (def, span, builtin) in &defs {
-        match build_rule(def, &site) {
+        let built = build_rule(def, &site);
+        // A custom prefilter must be sound (the built-in ones are proved by
+        // a test): otherwise the regex silently never runs on some attacks.
+        if let (false, true, Some(re)) = (*builtin, built.is_ok(), &def.regex) {
+            for (key, group) in [
+                ("prefilter", &def.prefilter),
+                ("prefilter_also", &def.prefilter_also),
+            ] {
+                if group.is_empty() {
+                    continue;
+                }
+                if let Err(why) = crate::prefilter::prefilter_covers(re, group) {
+                    errors.push(err(
+                        span.clone(),
+                        format!(
+                            "rule {:?}: {key} is not sound ({why}); add literals every match contains, or remove it to run the regex on every value",
+                            def.id
+                        ),
+                    ));
+                }
+            }
+        }
+        match built {
             Ok(Some((rule, pf, also))) => {
                 builder.rules.push(rule);
                 builder.prefilters.push(pf);

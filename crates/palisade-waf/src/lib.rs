@@ -118,6 +118,7 @@ mod body;
 mod detect;
 mod engine;
 pub mod normalize;
+mod prefilter;
 mod protocol;
 mod request;
 mod settings;
@@ -127,6 +128,7 @@ pub use engine::{
     compile, Action, BodyOverflow, Category, Engine, Match, Mode, Verdict, WafConfigError,
     BUILTIN_RULES,
 };
+pub use prefilter::prefilter_covers;
 pub use request::Request;
 pub use settings::{CustomRule, Exclusion, RuleMode, WafSettings};
 

@@ -93,11 +93,13 @@ pub struct CustomRule {
     /// Literals (ASCII case-insensitive) that must occur for the regex to
     /// be tried; without one the regex runs on every value. The list must
     /// be sound: every text the regex matches contains one of them.
+    /// [`crate::compile`] proves it for custom rules and refuses the rule
+    /// otherwise (a test proves it for the built-in ones).
     #[serde(default)]
     pub prefilter: Vec<String>,
     /// A second group of literals, one of which must also occur in the
     /// same text (for regexes that need two things, such as a word and a
-    /// symbol). Needs `prefilter`; sound in the same sense.
+    /// symbol). Needs `prefilter`; sound and proved in the same sense.
     #[serde(default)]
     pub prefilter_also: Vec<String>,
     /// A literal set: matches when any literal occurs (ASCII

@@ -90,3 +90,23 @@ fn engine_is_shareable() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<palisade_waf::Engine>();
 }
+
+#[test]
+fn custom_rule_prefilters_must_be_sound() {
+    // Every match contains "wp-" or "xmlrpc": accepted.
+    let ok = "[[rules]]\nid = \"shop-1\"\ncategory = \"custom\"\ntargets = [\"path\"]\nregex = '/(?:wp-login|xmlrpc)\\.php'\nprefilter = [\"wp-\", \"xmlrpc\"]\n";
+    assert!(errors(ok).is_empty(), "{:?}", errors(ok));
+    // `/xmlrpc.php` has none of the literals: the regex would never run on
+    // it, so the rule is refused, with a counterexample, at its table.
+    let bad = "[[rules]]\nid = \"shop-2\"\ncategory = \"custom\"\ntargets = [\"path\"]\nregex = '/(?:wp-login|xmlrpc)\\.php'\nprefilter = [\"wp-\"]\n";
+    let e = errors(bad);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].0.starts_with("[[rules]]"), "{e:?}");
+    assert!(e[0].1.contains("prefilter is not sound"), "{e:?}");
+    assert!(e[0].1.contains("/xmlrpc.php"), "{e:?}");
+    // The second group is held to the same rule.
+    let also = "[[rules]]\nid = \"shop-3\"\ncategory = \"custom\"\ntargets = [\"args\"]\nregex = 'union\\s+select'\nprefilter = [\"union\"]\nprefilter_also = [\"select \"]\n";
+    let e = errors(also);
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(e[0].1.contains("prefilter_also is not sound"), "{e:?}");
+}
