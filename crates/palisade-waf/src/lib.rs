@@ -22,11 +22,15 @@
 //! class of value (path, argument, header, cookie, ...) and, for headers,
 //! per header name a rule targets, so no rule is ever tried on a header it
 //! does not name. The texts of all values of one index are laid back to
-//! back in one buffer and scanned by that index's Aho-Corasick automaton in
-//! a single pass (its literals are the prefilters the rules declare); hits
-//! map back to their value, and only rules whose literal occurs run their
-//! regex or detector. Rules without a prefilter are grouped into one
-//! `RegexSet` per index and view (the built-in rules all have one). Nothing
+//! back in one buffer and each is walked through that index's Aho-Corasick
+//! automaton (its literals are the prefilters the rules declare); only
+//! rules whose literal occurs in a text (and, with `prefilter_also`, one of
+//! a second group too) run their regex or detector on it. A prefilter is
+//! only an optimisation if it is sound: [`prefilter_covers`] proves that
+//! every match of the regex contains a literal, for custom rules at
+//! [`compile`] and for the built-in ones in a test. Rules without a
+//! prefilter are grouped into one `RegexSet` per index and view (one
+//! built-in rule, the scanner User-Agent list, has none). Nothing
 //! is compiled after [`compile`], all matching is linear-time (`regex`,
 //! `aho-corasick`, hand-written tokenizers), and every parser and buffer is
 //! bounded.
