@@ -456,6 +456,29 @@ struct SiteOptions {
     overrides: Vec<(Option<String>, Option<Category>, Option<Mode>)>,
 }
 
+/// Why a rule's prefilter groups are not sound, one message per group; none
+/// for a rule without a regex (detectors and literal sets need no proof).
+fn unsound_prefilters(def: &CustomRule) -> Vec<String> {
+    let Some(re) = &def.regex else {
+        return Vec::new();
+    };
+    [
+        ("prefilter", &def.prefilter),
+        ("prefilter_also", &def.prefilter_also),
+    ]
+    .into_iter()
+    .filter(|(_, group)| !group.is_empty())
+    .filter_map(|(key, group)| {
+        crate::prefilter::prefilter_covers(re, group).err().map(|why| {
+            format!(
+                "rule {:?}: {key} is not sound ({why}); add literals every match contains, or remove it to run the regex on every value",
+                def.id
+            )
+        })
+    })
+    .collect()
+}
+
 /// A rule and its two prefilter groups.
 type BuiltRule = (Rule, Vec<String>, Vec<String>);
 
@@ -882,23 +905,9 @@ pub fn compile(settings: &WafSettings) -> Result<Engine, Vec<WafConfigError>> {
         let built = build_rule(def, &site);
         // A custom prefilter must be sound (the built-in ones are proved by
         // a test): otherwise the regex silently never runs on some attacks.
-        if let (false, true, Some(re)) = (*builtin, built.is_ok(), &def.regex) {
-            for (key, group) in [
-                ("prefilter", &def.prefilter),
-                ("prefilter_also", &def.prefilter_also),
-            ] {
-                if group.is_empty() {
-                    continue;
-                }
-                if let Err(why) = crate::prefilter::prefilter_covers(re, group) {
-                    errors.push(err(
-                        span.clone(),
-                        format!(
-                            "rule {:?}: {key} is not sound ({why}); add literals every match contains, or remove it to run the regex on every value",
-                            def.id
-                        ),
-                    ));
-                }
+        if !*builtin && built.is_ok() {
+            for e in unsound_prefilters(def) {
+                errors.push(err(span.clone(), e));
             }
         }
         match built {
