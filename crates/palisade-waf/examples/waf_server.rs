@@ -9,7 +9,9 @@
 //! cargo run -p palisade-waf --release --example waf_server -- 127.0.0.1:18090 [paranoia]
 //! python3 ../shared/tools/wafbench.py --target 127.0.0.1:18090 --summary-json /tmp/waf.json
 //! ```
-//! Set `WAF_LOG=1` to print the matches of each blocked request on stderr.
+//! Set `WAF_LOG=1` to print the matches of each blocked request on stderr, and
+//! `WAF_DUMP=FILE` to append every request it inspects to FILE (the format
+//! `examples/verdicts.rs` reads back, to compare two engines case by case).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::Arc;
@@ -35,13 +37,26 @@ async fn main() {
         engine.rule_count()
     );
     let log = std::env::var_os("WAF_LOG").is_some();
+    let dump = std::env::var_os("WAF_DUMP").map(|p| {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .expect("WAF_DUMP file");
+        Arc::new(std::sync::Mutex::new(f))
+    });
     loop {
         let Ok((sock, _)) = listener.accept().await else {
             continue;
         };
         let engine = engine.clone();
+        let dump = dump.clone();
         tokio::spawn(async move {
-            let _ = tokio::time::timeout(Duration::from_secs(10), serve(sock, &engine, log)).await;
+            let _ = tokio::time::timeout(
+                Duration::from_secs(10),
+                serve(sock, &engine, log, dump.as_deref()),
+            )
+            .await;
         });
     }
 }
@@ -50,7 +65,35 @@ fn find(h: &[u8], n: &[u8]) -> Option<usize> {
     h.windows(n.len()).position(|w| w == n)
 }
 
-async fn serve(mut sock: TcpStream, engine: &Engine, log: bool) -> std::io::Result<()> {
+/// Appends one request as length-prefixed fields: method, target, version,
+/// truncated flag, body, then header names and values.
+fn dump_request(out: &std::sync::Mutex<std::fs::File>, req: &Request<'_>) {
+    use std::io::Write;
+    let mut rec: Vec<u8> = Vec::new();
+    let mut field = |f: &[u8]| {
+        rec.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        rec.extend_from_slice(f);
+    };
+    field(req.method.as_bytes());
+    field(req.target);
+    field(req.version.as_bytes());
+    field(if req.body_truncated { b"1" } else { b"0" });
+    field(req.body.unwrap_or(b""));
+    for (n, v) in req.headers {
+        field(n.as_bytes());
+        field(v);
+    }
+    let mut f = out.lock().unwrap();
+    f.write_all(&(rec.len() as u32).to_le_bytes()).unwrap();
+    f.write_all(&rec).unwrap();
+}
+
+async fn serve(
+    mut sock: TcpStream,
+    engine: &Engine,
+    log: bool,
+    dump: Option<&std::sync::Mutex<std::fs::File>>,
+) -> std::io::Result<()> {
     let mut buf = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     // Read the head.
@@ -157,6 +200,9 @@ async fn serve(mut sock: TcpStream, engine: &Engine, log: bool) -> std::io::Resu
         body: if body.is_empty() { None } else { Some(&body) },
         body_truncated: truncated,
     };
+    if let Some(out) = dump {
+        dump_request(out, &req);
+    }
     let verdict = engine.inspect(&req);
     if log && verdict.action != Action::Allow {
         let ids: Vec<String> = verdict
