@@ -95,6 +95,7 @@ pub fn url_decode(input: &[u8], plus_as_space: bool) -> Cow<'_, [u8]> {
         return Cow::Borrowed(input);
     }
     let mut out = Vec::with_capacity(input.len());
+    let mut changed = false;
     let mut i = 0;
     while i < input.len() {
         let b = input[i];
@@ -104,6 +105,7 @@ pub fn url_decode(input: &[u8], plus_as_space: bool) -> Cow<'_, [u8]> {
                 input.get(i + 2).and_then(|&c| hex_val(c)),
             ) {
                 out.push(h << 4 | l);
+                changed = true;
                 i += 3;
                 continue;
             }
@@ -114,6 +116,7 @@ pub fn url_decode(input: &[u8], plus_as_space: bool) -> Cow<'_, [u8]> {
                         .iter()
                         .fold(0u32, |a, &c| a << 4 | u32::from(hex_val(c).unwrap_or(0)));
                     push_char(&mut out, cp);
+                    changed = true;
                     i += 6;
                     continue;
                 }
@@ -121,12 +124,17 @@ pub fn url_decode(input: &[u8], plus_as_space: bool) -> Cow<'_, [u8]> {
             out.push(b);
         } else if b == b'+' && plus_as_space {
             out.push(b' ');
+            changed = true;
         } else {
             out.push(b);
         }
         i += 1;
     }
-    Cow::Owned(out)
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(input)
+    }
 }
 
 fn named_entity(name: &[u8]) -> Option<u32> {
@@ -186,6 +194,7 @@ pub fn html_decode(input: &[u8]) -> Cow<'_, [u8]> {
         return Cow::Borrowed(input);
     }
     let mut out = Vec::with_capacity(input.len());
+    let mut changed = false;
     let mut i = 0;
     while i < input.len() {
         let b = input[i];
@@ -225,6 +234,7 @@ pub fn html_decode(input: &[u8]) -> Cow<'_, [u8]> {
                 if rest.get(j) == Some(&b';') {
                     j += 1;
                 }
+                changed = true;
                 i += 1 + j;
                 continue;
             }
@@ -241,6 +251,7 @@ pub fn html_decode(input: &[u8]) -> Cow<'_, [u8]> {
                     if rest.get(j) == Some(&b';') {
                         j += 1;
                     }
+                    changed = true;
                     i += 1 + j;
                     continue;
                 }
@@ -249,7 +260,11 @@ pub fn html_decode(input: &[u8]) -> Cow<'_, [u8]> {
         out.push(b);
         i += 1;
     }
-    Cow::Owned(out)
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(input)
+    }
 }
 
 /// Decodes the backslash escapes JavaScript, CSS and JSON use to hide
@@ -260,6 +275,8 @@ pub fn backslash_decode(input: &[u8]) -> Cow<'_, [u8]> {
         return Cow::Borrowed(input);
     }
     let mut out = Vec::with_capacity(input.len());
+    // Every decoded escape is shorter than it was written, so an output
+    // as long as the input decoded nothing.
     let mut i = 0;
     while i < input.len() {
         let b = input[i];
@@ -333,7 +350,11 @@ pub fn backslash_decode(input: &[u8]) -> Cow<'_, [u8]> {
             }
         }
     }
-    Cow::Owned(out)
+    if out.len() == input.len() {
+        Cow::Borrowed(input)
+    } else {
+        Cow::Owned(out)
+    }
 }
 
 /// Folds full-width ASCII (U+FF01..U+FF5E) to ASCII and drops NUL bytes.
@@ -369,7 +390,12 @@ fn fold_and_strip_nul(input: &[u8]) -> Cow<'_, [u8]> {
         out.push(b);
         i += 1;
     }
-    Cow::Owned(out)
+    // A fold or a dropped NUL always shortens the text.
+    if out.len() == input.len() {
+        Cow::Borrowed(input)
+    } else {
+        Cow::Owned(out)
+    }
 }
 
 /// Applies `f` to `cur`, replacing it when `f` changed something.
@@ -431,8 +457,9 @@ pub fn norm(input: &[u8]) -> Cow<'_, [u8]> {
     cur
 }
 
+/// Whitespace and control bytes.
 fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c) || b < 0x20 || b == 0x7f
+    b <= 0x20 || b == 0x7f
 }
 
 /// Removes comments: `/* ... */` (an unterminated one runs to the end; the
