@@ -4,15 +4,12 @@ use std::borrow::Cow;
 use std::fmt;
 use std::ops::Range;
 
-use aho_corasick::automaton::Automaton;
-use aho_corasick::dfa::DFA;
-use aho_corasick::{Anchored, MatchKind, StartKind};
-
-use regex::bytes::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
+use regex::bytes::{RegexSet, RegexSetBuilder};
 
 use crate::detect::{sqli, xss};
 use crate::normalize::{self, View, VIEW_COUNT};
 use crate::request::{self, Class, Item, Request, CLASS_COUNT};
+use crate::scan::LitDfa;
 use crate::settings::{CustomRule, RuleFile, WafSettings};
 
 /// Attack classes, as shown in logs and metrics (`Display`: `"sqli"`, ...).
@@ -267,6 +264,56 @@ impl Proto {
     }
 }
 
+/// Compiles a rule's regex: case-insensitive, ASCII classes, any bytes.
+/// The regex's own literal prefilter is off: a rule's regex only runs on a
+/// text its (proved) prefilter selected, so looking for literals again
+/// would only cost.
+fn rule_regex(pattern: &str) -> Result<Regex, String> {
+    use regex_automata::{meta, util::syntax, MatchKind};
+    // As `regex::bytes::RegexBuilder` configures it, without the prefilter.
+    let re = meta::Builder::new()
+        .configure(
+            meta::Config::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .utf8_empty(false)
+                .auto_prefilter(false)
+                .nfa_size_limit(Some(4 << 20))
+                .hybrid_cache_capacity(4 << 20),
+        )
+        .syntax(
+            syntax::Config::new()
+                .case_insensitive(true)
+                .unicode(false)
+                .utf8(false),
+        )
+        .build(pattern)
+        .map_err(|e| match e.syntax_error() {
+            Some(s) => s.to_string(),
+            None => e.to_string(),
+        })?;
+    Ok(Regex {
+        re,
+        src: pattern.to_owned(),
+    })
+}
+
+/// A rule regex and its source (unprefiltered rules join a `RegexSet`).
+#[derive(Debug)]
+struct Regex {
+    re: regex_automata::meta::Regex,
+    src: String,
+}
+
+impl Regex {
+    fn as_str(&self) -> &str {
+        &self.src
+    }
+
+    fn is_match(&self, text: &[u8]) -> bool {
+        self.re.is_match(text)
+    }
+}
+
 #[derive(Debug)]
 enum Op {
     Regex(Regex),
@@ -313,15 +360,18 @@ impl Rule {
 struct ClassIndex {
     /// Views read by any rule of the index.
     views: u8,
-    /// All prefilter literals (one byte or more), one automaton, walked
-    /// byte by byte by `scan_batch`.
-    ac: Option<DFA>,
-    /// Literal id -> rules.
-    lit_rules: Vec<Vec<u16>>,
-    /// Literal id -> rules whose `prefilter_also` group it belongs to.
-    lit_also: Vec<Vec<u16>>,
-    /// Some rule of the index has a `prefilter_also` group.
-    has_also: bool,
+    /// Some rule of the index has a literal prefilter.
+    prefiltered: bool,
+    /// When every multi-byte literal of the index's rules starts with one of
+    /// at most three bytes: its own DFA, scanned from needle to needle
+    /// instead of byte by byte through the shared one.
+    sparse: Option<Sparse>,
+    /// Per view, `words` words: the prefiltered rules of the index that
+    /// read it.
+    view_rules: Vec<u64>,
+    /// Per set of views (a `u8` mask below 128), `words` words: the
+    /// prefiltered rules of the index that read one of them.
+    allowed: Vec<u64>,
     /// Rules without a prefilter, tried on every value (regex rules are in
     /// `sets` instead).
     always: Vec<u16>,
@@ -329,6 +379,31 @@ struct ClassIndex {
     sets: Vec<(View, RegexSet, Vec<u16>)>,
     /// `length_gt` rules: rule and limit, checked on the value's length.
     lengths: Vec<(u16, usize)>,
+}
+
+/// A literal DFA with, per match state, `words` words each: the rules its
+/// literals select, and those whose `prefilter_also` group they belong to.
+#[derive(Debug, Default)]
+struct LitTables {
+    dfa: Option<LitDfa>,
+    state_rules: Vec<u64>,
+    state_also: Vec<u64>,
+}
+
+impl LitTables {
+    /// Folds match state `m` into a text's rule bitmaps.
+    fn fold(&self, m: usize, w: usize, rules: Option<&mut [u64]>, also: Option<&mut [u64]>) {
+        or_into(rules, self.state_rules.get(m * w..(m + 1) * w));
+        or_into(also, self.state_also.get(m * w..(m + 1) * w));
+    }
+}
+
+/// An index's own literal DFA (see `ClassIndex::sparse`).
+#[derive(Debug)]
+struct Sparse {
+    tables: LitTables,
+    /// The first bytes of its literals, both cases.
+    needles: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -356,7 +431,22 @@ pub struct Engine {
     /// Request-level rules: protocol checks and counts.
     request_rules: Vec<u16>,
     exclusions: Vec<CExclusion>,
-    literal_count: usize,
+    /// Words of a rule bitmap (`rules.len()` bits).
+    words: usize,
+    /// The rules with a `prefilter_also` group, as a bitmap.
+    needs_also: Vec<u64>,
+    /// Every rule's prefilter literals of two bytes or more in one
+    /// case-folding DFA, with the rules per match state (an index keeps its
+    /// own with `allowed`).
+    lits: LitTables,
+    /// Single-byte literals: per byte, its literal's bit (low 48 bits) and
+    /// the byte's `BYTE_FLAGS` (high 16 bits), so one pass over a value
+    /// finds both.
+    byte_bits: Box<[u64; 256]>,
+    /// Per single-byte literal bit, `words` words: the rules it selects and
+    /// those whose second group it belongs to.
+    sb_rules: Vec<u64>,
+    sb_also: Vec<u64>,
 }
 
 /// The built-in rule files, embedded at build time.
@@ -437,8 +527,20 @@ struct Compiled {
     named: Vec<(Vec<u8>, usize)>,
     /// Request-level rules.
     request_rules: Vec<u16>,
-    /// Widest literal set of any index.
-    literal_count: usize,
+    /// Words of a rule bitmap.
+    words: usize,
+    /// Rules with a `prefilter_also` group.
+    needs_also: Vec<u64>,
+    /// Prefilter literals: see `Engine`.
+    lits: Lits,
+}
+
+/// Every rule's prefilter literals, compiled (fields as in `Engine`).
+struct Lits {
+    tables: LitTables,
+    byte_bits: Box<[u64; 256]>,
+    sb_rules: Vec<u64>,
+    sb_also: Vec<u64>,
 }
 
 struct Builder {
@@ -522,14 +624,7 @@ fn build_rule(def: &CustomRule, site: &SiteOptions) -> Result<Option<BuiltRule>,
     }
     let mut prefilter = def.prefilter.clone();
     let op = if let Some(re) = &def.regex {
-        let r = RegexBuilder::new(re)
-            .case_insensitive(true)
-            .unicode(false)
-            .size_limit(4 << 20)
-            .dfa_size_limit(4 << 20)
-            .build()
-            .map_err(|e| format!("rule {:?}: invalid regex: {e}", def.id))?;
-        Op::Regex(r)
+        Op::Regex(rule_regex(re).map_err(|e| format!("rule {:?}: invalid regex: {e}", def.id))?)
     } else if !def.literals.is_empty() {
         prefilter = def.literals.clone();
         Op::Literals
@@ -610,11 +705,14 @@ impl Builder {
     /// name: `None` is every header no rule names).
     fn index(&self, class: Class, header: Option<&str>) -> Result<ClassIndex, String> {
         let is_header = matches!(class, Class::HeaderUser | Class::HeaderStd);
-        let mut ci = ClassIndex::default();
-        let mut lits: Vec<String> = Vec::new();
-        let mut lit_rules: Vec<Vec<u16>> = Vec::new();
-        let mut lit_also: Vec<Vec<u16>> = Vec::new();
+        let words = self.rules.len().div_ceil(64);
+        let mut ci = ClassIndex {
+            view_rules: vec![0; VIEW_COUNT * words],
+            ..ClassIndex::default()
+        };
         let mut set_patterns: Vec<(View, Vec<String>, Vec<u16>)> = Vec::new();
+        // The prefiltered rules of this index.
+        let mut local: Vec<u16> = Vec::new();
         for (idx, rule) in self.rules.iter().enumerate() {
             let idx = u16::try_from(idx).map_err(|_| "too many rules".to_owned())?;
             if rule.classes & class.bit() == 0 {
@@ -634,35 +732,14 @@ impl Builder {
                 continue;
             }
             ci.views |= rule.views;
-            let pf = &self.prefilters[idx as usize];
-            if !pf.is_empty() {
-                let groups = [
-                    (&self.prefilters[idx as usize], false),
-                    (&self.also[idx as usize], true),
-                ];
-                for (group, is_also) in groups {
-                    for l in group {
-                        let l = l.to_ascii_lowercase();
-                        let id = match lits.iter().position(|x| *x == l) {
-                            Some(i) => i,
-                            None => {
-                                lits.push(l);
-                                lit_rules.push(Vec::new());
-                                lit_also.push(Vec::new());
-                                lits.len() - 1
-                            }
-                        };
-                        let list = if is_also {
-                            &mut lit_also[id]
-                        } else {
-                            &mut lit_rules[id]
-                        };
-                        if !list.contains(&idx) {
-                            list.push(idx);
-                        }
+            if !self.prefilters[idx as usize].is_empty() {
+                ci.prefiltered = true;
+                local.push(idx);
+                for v in View::ALL {
+                    if rule.views & v.bit() != 0 {
+                        bit_set(&mut ci.view_rules[v as usize * words..], idx as usize);
                     }
                 }
-                ci.has_also |= rule.needs_also;
                 continue;
             }
             if let Op::Regex(r) = &rule.op {
@@ -681,21 +758,16 @@ impl Builder {
                 ci.always.push(idx);
             }
         }
-        if !lits.is_empty() {
-            // Literals are lower-cased here and every text is lower case
-            // when it is scanned.
-            let ac = DFA::builder()
-                .ascii_case_insensitive(false)
-                .match_kind(MatchKind::Standard)
-                .start_kind(StartKind::Unanchored)
-                .prefilter(false)
-                .build(&lits)
-                .map_err(|e| format!("literal automaton: {e}"))?;
-            ac.start_state(Anchored::No)
-                .map_err(|e| format!("literal automaton: {e}"))?;
-            ci.ac = Some(ac);
-            ci.lit_rules = lit_rules;
-            ci.lit_also = lit_also;
+        ci.sparse = self.sparse(&local, words)?;
+        ci.allowed = vec![0; (1 << VIEW_COUNT) * words];
+        for mask in 0..1usize << VIEW_COUNT {
+            for v in 0..VIEW_COUNT {
+                if mask & (1 << v) != 0 {
+                    for word in 0..words {
+                        ci.allowed[mask * words + word] |= ci.view_rules[v * words + word];
+                    }
+                }
+            }
         }
         for (v, pats, ids) in set_patterns {
             let set = RegexSetBuilder::new(&pats)
@@ -736,7 +808,14 @@ impl Builder {
             named.push((n.as_bytes().to_vec(), classes.len()));
             classes.push(self.index(class, Some(&n))?);
         }
-        let literal_count = classes.iter().map(|c| c.lit_rules.len()).max().unwrap_or(0);
+        let words = self.rules.len().div_ceil(64);
+        let lits = self.literals(words)?;
+        let mut needs_also = vec![0; words];
+        for (idx, rule) in self.rules.iter().enumerate() {
+            if rule.needs_also {
+                bit_set(&mut needs_also, idx);
+            }
+        }
         let mut request_rules = Vec::new();
         for (idx, rule) in self.rules.iter().enumerate() {
             if matches!(rule.op, Op::CountGt(_) | Op::Proto(_)) {
@@ -748,10 +827,171 @@ impl Builder {
             classes,
             named,
             request_rules,
-            literal_count,
+            words,
+            needs_also,
+            lits,
+        })
+    }
+
+    /// The literals of `rules` (lower case, each once), with the rules each
+    /// selects and those whose second group holds it.
+    #[allow(clippy::type_complexity)]
+    fn collect_literals(
+        &self,
+        rules: impl Iterator<Item = u16>,
+    ) -> (Vec<String>, Vec<Vec<u16>>, Vec<Vec<u16>>) {
+        let mut lits: Vec<String> = Vec::new();
+        let mut lit_rules: Vec<Vec<u16>> = Vec::new();
+        let mut lit_also: Vec<Vec<u16>> = Vec::new();
+        for idx in rules {
+            let groups = [
+                (&self.prefilters[idx as usize], false),
+                (&self.also[idx as usize], true),
+            ];
+            for (group, is_also) in groups {
+                for l in group {
+                    let l = l.to_ascii_lowercase();
+                    let id = match lits.iter().position(|x| *x == l) {
+                        Some(i) => i,
+                        None => {
+                            lits.push(l);
+                            lit_rules.push(Vec::new());
+                            lit_also.push(Vec::new());
+                            lits.len() - 1
+                        }
+                    };
+                    let list = if is_also {
+                        &mut lit_also[id]
+                    } else {
+                        &mut lit_rules[id]
+                    };
+                    if !list.contains(&idx) {
+                        list.push(idx);
+                    }
+                }
+            }
+        }
+        (lits, lit_rules, lit_also)
+    }
+
+    /// A DFA of the multi-byte literals among `lits` (by position in
+    /// `multi`), with per match state the rules selected and those whose
+    /// second group is met.
+    fn multi_dfa(
+        lits: &[String],
+        multi: &[usize],
+        lit_rules: &[Vec<u16>],
+        lit_also: &[Vec<u16>],
+        words: usize,
+    ) -> Result<LitTables, String> {
+        if multi.is_empty() {
+            return Ok(LitTables::default());
+        }
+        // Literals are lower case; the DFA folds the case of texts.
+        let dfa_lits: Vec<String> = multi.iter().map(|&i| lits[i].clone()).collect();
+        let dfa = LitDfa::build(&dfa_lits)?;
+        let states = dfa.match_literals().len();
+        let mut state_rules = vec![0; states * words];
+        let mut state_also = vec![0; states * words];
+        for (m, ids) in dfa.match_literals().iter().enumerate() {
+            for &k in ids {
+                let lit = multi[k as usize];
+                for &r in &lit_rules[lit] {
+                    bit_set(&mut state_rules[m * words..], r as usize);
+                }
+                for &r in &lit_also[lit] {
+                    bit_set(&mut state_also[m * words..], r as usize);
+                }
+            }
+        }
+        Ok(LitTables {
+            dfa: Some(dfa),
+            state_rules,
+            state_also,
+        })
+    }
+
+    /// An index's own DFA when its multi-byte literals start with at most
+    /// three distinct bytes (both cases of a letter count).
+    fn sparse(&self, rules: &[u16], words: usize) -> Result<Option<Sparse>, String> {
+        let (lits, lit_rules, lit_also) = self.collect_literals(rules.iter().copied());
+        let multi: Vec<usize> = (0..lits.len()).filter(|&i| lits[i].len() > 1).collect();
+        let mut needles: Vec<u8> = Vec::new();
+        for &i in &multi {
+            let b = lits[i].as_bytes()[0];
+            for c in [b, b.to_ascii_uppercase()] {
+                if !needles.contains(&c) {
+                    needles.push(c);
+                }
+            }
+        }
+        if needles.len() > 3 {
+            return Ok(None);
+        }
+        Ok(Some(Sparse {
+            tables: Self::multi_dfa(&lits, &multi, &lit_rules, &lit_also, words)?,
+            needles,
+        }))
+    }
+
+    /// Every rule's prefilter literals: single bytes as bits of
+    /// `byte_bits`, the others in one case-folding DFA; per match state and
+    /// per byte bit, the rules its literals select (`words` words each) and
+    /// those whose second group they belong to. An index keeps the rules
+    /// that are its own by masking with its `view_rules`.
+    fn literals(&self, words: usize) -> Result<Lits, String> {
+        let prefiltered = (0..self.rules.len()).filter(|&i| {
+            !matches!(
+                self.rules[i].op,
+                Op::CountGt(_) | Op::Proto(_) | Op::LengthGt(_)
+            ) && !self.prefilters[i].is_empty()
+        });
+        let (lits, lit_rules, lit_also) =
+            self.collect_literals(prefiltered.filter_map(|i| u16::try_from(i).ok()));
+        // Up to 48 single-byte literals become byte bits; the rest, and
+        // every longer literal, go to the DFA.
+        let mut byte_bits = Box::new([0u64; 256]);
+        for (b, bits) in byte_bits.iter_mut().enumerate() {
+            *bits = u64::from(BYTE_FLAGS[b]) << SB_BITS;
+        }
+        let mut sb_rules = vec![0; SB_BITS * words];
+        let mut sb_also = vec![0; SB_BITS * words];
+        let mut multi: Vec<usize> = Vec::new();
+        let mut next_bit = 0;
+        for (id, l) in lits.iter().enumerate() {
+            let &[b] = l.as_bytes() else {
+                multi.push(id);
+                continue;
+            };
+            if next_bit == SB_BITS {
+                multi.push(id);
+                continue;
+            }
+            let bit = next_bit;
+            next_bit += 1;
+            byte_bits[b as usize] |= 1 << bit;
+            if b.is_ascii_lowercase() {
+                byte_bits[b.to_ascii_uppercase() as usize] |= 1 << bit;
+            }
+            for &r in &lit_rules[id] {
+                bit_set(&mut sb_rules[bit * words..], r as usize);
+            }
+            for &r in &lit_also[id] {
+                bit_set(&mut sb_also[bit * words..], r as usize);
+            }
+        }
+        Ok(Lits {
+            tables: Self::multi_dfa(&lits, &multi, &lit_rules, &lit_also, words)?,
+            byte_bits,
+            sb_rules,
+            sb_also,
         })
     }
 }
+
+/// How many single-byte literals are bits of `Engine::byte_bits`.
+const SB_BITS: usize = 48;
+const SB_MASK: u64 = (1 << SB_BITS) - 1;
 
 fn span_of<T>(s: &toml::Spanned<T>) -> Range<usize> {
     s.span()
@@ -972,7 +1212,9 @@ pub fn compile(settings: &WafSettings) -> Result<Engine, Vec<WafConfigError>> {
         classes,
         named,
         request_rules,
-        literal_count,
+        words,
+        needs_also,
+        lits,
     } = builder.finish().map_err(|m| vec![err(0..0, m)])?;
     Ok(Engine {
         enabled: settings.enabled.unwrap_or(true),
@@ -985,7 +1227,12 @@ pub fn compile(settings: &WafSettings) -> Result<Engine, Vec<WafConfigError>> {
         named,
         request_rules,
         exclusions,
-        literal_count,
+        words,
+        needs_also,
+        lits: lits.tables,
+        byte_bits: lits.byte_bits,
+        sb_rules: lits.sb_rules,
+        sb_also: lits.sb_also,
     })
 }
 
@@ -993,18 +1240,9 @@ pub fn compile(settings: &WafSettings) -> Result<Engine, Vec<WafConfigError>> {
 struct State {
     fired: Vec<u64>,
     matches: Vec<(u16, String)>,
-    /// Literal id -> the segment stamp it was last seen in.
-    lit_seen: Vec<u32>,
-    /// Rule -> the segment stamp it was last queued for.
-    rule_seen: Vec<u32>,
-    /// Rule -> the segment stamp a literal of its `prefilter_also` group
-    /// was last seen in.
-    also_seen: Vec<u32>,
-    /// Stamp of the first segment of the batch being scanned, minus one.
-    stamp_base: u32,
-    /// (segment, rule) pairs a batch scan queued.
-    hits: Vec<(u32, u16)>,
     sqli: sqli::Scratch,
+    /// A lower-cased copy of a text, for the detectors.
+    lower: Vec<u8>,
     path_norm: Option<Vec<u8>>,
 }
 
@@ -1012,37 +1250,46 @@ struct State {
 /// inspection allocates little; trimmed after a large request.
 #[derive(Default)]
 struct Scratch {
-    lit_seen: Vec<u32>,
-    rule_seen: Vec<u32>,
-    also_seen: Vec<u32>,
-    /// Last segment stamp used on this thread.
+    /// The texts waiting to be scanned.
+    jobs: Vec<JobMeta>,
+    /// Views computed for them (texts of `TextRef::Arena`).
+    arena: Vec<u8>,
+    /// Per job, `words` words each: the rules its literals selected, and
+    /// the rules whose second literal group occurred.
+    bits: Vec<u64>,
+    also: Vec<u64>,
+    /// Per match state of any index: the stamp of the last job that
+    /// reported it (a repeated literal is folded in once per text).
+    seen: Vec<u32>,
+    /// The last stamp used on this thread.
     stamp: u32,
-    hits: Vec<(u32, u16)>,
-    buf: Vec<u8>,
-    segs: Vec<Seg>,
-    slots: Vec<u16>,
-    first: Vec<u32>,
-    order: Vec<(u16, u32)>,
     sqli: sqli::Scratch,
+    lower: Vec<u8>,
 }
 
 /// Above this many bytes, a buffer is given back after the request.
 const SCRATCH_KEEP: usize = 64 * 1024;
 
+/// Pending texts are scanned as soon as their views take this much room
+/// (so a request of many large values never holds all their views), or
+/// there are this many of them.
+const ARENA_FLUSH: usize = 256 * 1024;
+const JOBS_FLUSH: usize = 1024;
+
 impl Scratch {
     fn trim(&mut self) {
-        if self.buf.capacity() > SCRATCH_KEEP {
-            self.buf = Vec::new();
+        if self.arena.capacity() > SCRATCH_KEEP {
+            self.arena = Vec::new();
         }
-        if self.segs.capacity() * std::mem::size_of::<Seg>() > SCRATCH_KEEP {
-            self.segs = Vec::new();
+        if self.jobs.capacity() * std::mem::size_of::<JobMeta>() > SCRATCH_KEEP {
+            self.jobs = Vec::new();
         }
-        if self.hits.capacity() * std::mem::size_of::<(u32, u16)>() > SCRATCH_KEEP {
-            self.hits = Vec::new();
+        if self.bits.capacity() * 8 > SCRATCH_KEEP {
+            self.bits = Vec::new();
+            self.also = Vec::new();
         }
-        if self.order.capacity() * std::mem::size_of::<(u16, u32)>() > SCRATCH_KEEP {
-            self.order = Vec::new();
-            self.slots = Vec::new();
+        if self.lower.capacity() > SCRATCH_KEEP {
+            self.lower = Vec::new();
         }
         self.sqli.trim(SCRATCH_KEEP);
     }
@@ -1052,53 +1299,53 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// One text (a distinct view of a value) in the scan buffer, where the
-/// texts of all values that share an index are back to back.
-struct Seg {
-    /// Index of the value in `Parsed::items`.
+/// Where the text of a job is.
+#[derive(Clone, Copy)]
+enum TextRef {
+    /// The value itself, as parsed.
+    Value,
+    /// A computed view, in the scratch arena.
+    Arena(usize, usize),
+}
+
+/// One text to check: a distinct view of a value, for the rules of an index.
+#[derive(Clone, Copy)]
+struct JobMeta {
+    /// The index in `Engine::classes`.
+    idx: u16,
+    /// The value in `Parsed::items`.
     item: u32,
     /// The views this text stands for.
     views: u8,
-    start: usize,
-    end: usize,
+    /// The single-byte literals it holds (bits of `Engine::byte_bits`).
+    sb: u64,
+    text: TextRef,
 }
 
-/// Texts longer than this are scanned in place instead of being copied to
-/// the scan buffer.
+/// Texts longer than this are checked as soon as they are computed instead
+/// of waiting with the others (a big body's views are not kept together).
 const BIG_TEXT: usize = 16 * 1024;
 
-/// Where a text of a value goes, and how.
-#[derive(Clone, Copy)]
-struct Text {
-    idx: usize,
-    item: u32,
-    views: u8,
-    /// Lower-case it on the way (plain values).
-    lower: bool,
+/// A text lower-cased into `buf` when it has upper case (the detectors
+/// read lower case), or the text itself.
+fn lowered<'t>(text: &'t [u8], buf: &'t mut Vec<u8>) -> &'t [u8] {
+    if !text.iter().any(u8::is_ascii_uppercase) {
+        return text;
+    }
+    buf.clear();
+    buf.extend_from_slice(text);
+    buf.make_ascii_lowercase();
+    buf
 }
 
-/// Appends a text (lower-cased on the way when asked) to the scan buffer.
-fn push_seg(
-    buf: &mut Vec<u8>,
-    segs: &mut Vec<Seg>,
-    item: u32,
-    views: u8,
-    text: &[u8],
-    lower: bool,
-) {
-    let start = buf.len();
-    buf.extend_from_slice(text);
-    if lower {
-        if let Some(t) = buf.get_mut(start..) {
-            t.make_ascii_lowercase();
+/// `dst |= src`, word by word.
+#[inline]
+fn or_into(dst: Option<&mut [u64]>, src: Option<&[u64]>) {
+    if let (Some(dst), Some(src)) = (dst, src) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d |= s;
         }
     }
-    segs.push(Seg {
-        item,
-        views,
-        start,
-        end: buf.len(),
-    });
 }
 
 fn bit_test(v: &[u64], i: usize) -> bool {
@@ -1222,102 +1469,28 @@ impl Engine {
 
     fn inspect_with(&self, req: &Request<'_>, sc: &mut Scratch) -> Verdict {
         let parsed = request::parse(req);
-        // Stamps only grow, so the literal and rule tables need no clearing
-        // between requests; start over long before they could wrap.
-        if sc.stamp > u32::MAX / 2 {
-            sc.stamp = 0;
-            sc.lit_seen.iter_mut().for_each(|x| *x = 0);
-            sc.rule_seen.iter_mut().for_each(|x| *x = 0);
-            sc.also_seen.iter_mut().for_each(|x| *x = 0);
-        }
-        if sc.lit_seen.len() < self.literal_count {
-            sc.lit_seen.resize(self.literal_count, 0);
-        }
-        if sc.rule_seen.len() < self.rules.len() {
-            sc.rule_seen.resize(self.rules.len(), 0);
-            sc.also_seen.resize(self.rules.len(), 0);
-        }
         let mut st = State {
-            fired: vec![0; self.rules.len().div_ceil(64)],
+            fired: vec![0; self.words],
             matches: Vec::new(),
-            lit_seen: std::mem::take(&mut sc.lit_seen),
-            rule_seen: std::mem::take(&mut sc.rule_seen),
-            also_seen: std::mem::take(&mut sc.also_seen),
-            stamp_base: sc.stamp,
-            hits: std::mem::take(&mut sc.hits),
             sqli: std::mem::take(&mut sc.sqli),
+            lower: std::mem::take(&mut sc.lower),
             path_norm: None,
         };
         let hdrs = crate::protocol::headers(req);
         for &r in &self.request_rules {
             self.eval_request_rule(r, req, &parsed, &hdrs, &mut st);
         }
-        // Values grouped by index (a counting sort), so that each index's
-        // texts are back to back in one buffer and one automaton pass reads
-        // them all.
-        let slots = &mut sc.slots;
-        slots.clear();
-        slots.extend(
-            parsed
-                .items
-                .iter()
-                .map(|item| u16::try_from(self.index_of(item)).unwrap_or(u16::MAX)),
-        );
-        let first = &mut sc.first;
-        first.clear();
-        first.resize(self.classes.len() + 1, 0);
-        for &x in slots.iter() {
-            if let Some(c) = first.get_mut(x as usize + 1) {
-                *c += 1;
+        sc.jobs.clear();
+        sc.arena.clear();
+        for (i, item) in parsed.items.iter().enumerate() {
+            self.collect_item(i, item, self.index_of(item), &parsed, &mut st, sc);
+            if sc.arena.len() > ARENA_FLUSH || sc.jobs.len() >= JOBS_FLUSH {
+                self.run_jobs(&parsed, &mut st, sc);
             }
         }
-        for j in 1..first.len() {
-            first[j] += first[j - 1];
-        }
-        let order = &mut sc.order;
-        order.clear();
-        order.resize(slots.len(), (0, 0));
-        for (i, &x) in slots.iter().enumerate() {
-            if let Some(at) = first.get_mut(x as usize) {
-                if let Some(o) = order.get_mut(*at as usize) {
-                    *o = (x, u32::try_from(i).unwrap_or(u32::MAX));
-                }
-                *at += 1;
-            }
-        }
-        let buf = &mut sc.buf;
-        let segs = &mut sc.segs;
-        buf.clear();
-        segs.clear();
-        let total: usize = parsed
-            .items
-            .iter()
-            .map(|i| i.value.len())
-            .filter(|&n| n <= BIG_TEXT)
-            .sum();
-        buf.reserve(total + total / 2 + 64);
-        segs.reserve(2 * order.len() + 8);
-        let mut k = 0;
-        while k < order.len() {
-            let idx = order[k].0;
-            let seg0 = segs.len();
-            while k < order.len() && order[k].0 == idx {
-                let i = order[k].1 as usize;
-                if let Some(item) = parsed.items.get(i) {
-                    self.collect_item(i, item, idx as usize, &parsed, &mut st, buf, segs);
-                }
-                k += 1;
-            }
-            if segs.len() > seg0 {
-                self.scan_batch(idx as usize, buf, &segs[seg0..], &parsed, &mut st);
-            }
-        }
-        sc.stamp = st.stamp_base;
-        sc.lit_seen = std::mem::take(&mut st.lit_seen);
-        sc.rule_seen = std::mem::take(&mut st.rule_seen);
-        sc.also_seen = std::mem::take(&mut st.also_seen);
-        sc.hits = std::mem::take(&mut st.hits);
+        self.run_jobs(&parsed, &mut st, sc);
         sc.sqli = std::mem::take(&mut st.sqli);
+        sc.lower = std::mem::take(&mut st.lower);
         sc.trim();
         self.verdict(st)
     }
@@ -1469,8 +1642,7 @@ impl Engine {
         idx: usize,
         parsed: &request::Parsed<'_>,
         st: &mut State,
-        buf: &mut Vec<u8>,
-        segs: &mut Vec<Seg>,
+        sc: &mut Scratch,
     ) {
         let ci = &self.classes[idx];
         for &(r, n) in &ci.lengths {
@@ -1486,7 +1658,11 @@ impl Engine {
         // One pass decides which views can differ from `norm`: most benign
         // values are words, numbers, dates, tokens, and every derived view
         // then borrows `norm` (or `norm` is `raw` lower-cased).
-        let flags = raw.iter().fold(0u16, |a, &b| a | BYTE_FLAGS[b as usize]);
+        let all = raw
+            .iter()
+            .fold(0u64, |a, &b| a | self.byte_bits[b as usize]);
+        let flags = (all >> SB_BITS) as u16;
+        let raw_sb = all & SB_MASK;
         let decode = flags & F_NORM != 0;
         let derived = View::Compact.bit() | View::Strip.bit() | View::Path.bit() | View::Cmd.bit();
         // `base64_text` turns down a value outside the alphabet, and one of
@@ -1508,21 +1684,21 @@ impl Engine {
             && flags & (F_SPACE | F_COMMENT | F_SLASH | F_CMD) == 0
             && raw.first() != Some(&b'.')
         {
-            let text = Text {
-                idx,
+            let job = JobMeta {
+                idx: idx as u16,
                 item: item_no,
                 views: needed & !View::Base64.bit(),
-                lower: true,
+                sb: raw_sb,
+                text: TextRef::Value,
             };
-            self.emit(text, raw, parsed, st, buf, segs);
+            self.emit(job, raw, raw, parsed, st, sc);
             if let Some(b) = &b64 {
-                let text = Text {
-                    idx,
-                    item: item_no,
+                let job = JobMeta {
                     views: View::Base64.bit(),
-                    lower: false,
+                    sb: self.single_bytes(b),
+                    ..job
                 };
-                self.emit(text, b, parsed, st, buf, segs);
+                self.emit(job, b, raw, parsed, st, sc);
             }
             return;
         }
@@ -1604,148 +1780,208 @@ impl Engine {
                 continue;
             }
             if let Some(text) = texts[l] {
-                let t = Text {
-                    idx,
+                let same = text.as_ptr() == raw.as_ptr() && text.len() == raw.len();
+                let job = JobMeta {
+                    idx: idx as u16,
                     item: item_no,
                     views: members[l],
-                    // Every other view is lower case already.
-                    lower: l == View::Raw as usize,
+                    sb: if same {
+                        raw_sb
+                    } else {
+                        self.single_bytes(text)
+                    },
+                    text: TextRef::Value,
                 };
-                self.emit(t, text, parsed, st, buf, segs);
+                self.emit(job, text, raw, parsed, st, sc);
             }
         }
     }
 
-    /// Queues a text for its index's batch, or scans it where it is when
-    /// it is large (a big body is not worth a copy).
+    /// The single-byte literals a text holds.
+    fn single_bytes(&self, text: &[u8]) -> u64 {
+        text.iter()
+            .fold(0u64, |a, &b| a | self.byte_bits[b as usize])
+            & SB_MASK
+    }
+
+    /// Queues a text: the value itself when it is one, else a copy in the
+    /// arena; a large one is checked at once instead (a big body's views
+    /// are not kept together).
     fn emit(
         &self,
-        t: Text,
+        mut job: JobMeta,
         text: &[u8],
+        raw: &[u8],
         parsed: &request::Parsed<'_>,
         st: &mut State,
-        buf: &mut Vec<u8>,
-        segs: &mut Vec<Seg>,
+        sc: &mut Scratch,
     ) {
-        if text.len() <= BIG_TEXT {
-            push_seg(buf, segs, t.item, t.views, text, t.lower);
+        let is_value = text.as_ptr() == raw.as_ptr() && text.len() == raw.len();
+        if text.len() > BIG_TEXT {
+            self.check_texts(
+                &[job],
+                |_| text,
+                parsed,
+                st,
+                &mut sc.bits,
+                &mut sc.also,
+                &mut sc.seen,
+                &mut sc.stamp,
+            );
             return;
         }
-        let lowered;
-        let text: &[u8] = if t.lower && text.iter().any(u8::is_ascii_uppercase) {
-            lowered = text.to_ascii_lowercase();
-            &lowered
-        } else {
-            text
-        };
-        let seg = [Seg {
-            item: t.item,
-            views: t.views,
-            start: 0,
-            end: text.len(),
-        }];
-        self.scan_batch(t.idx, text, &seg, parsed, st);
+        if !is_value {
+            let start = sc.arena.len();
+            sc.arena.extend_from_slice(text);
+            job.text = TextRef::Arena(start, sc.arena.len());
+        }
+        sc.jobs.push(job);
     }
 
-    /// Runs one index's automaton over its whole batch, then the rules its
-    /// literals selected, and the unprefiltered rules on every text.
-    fn scan_batch(
-        &self,
-        idx: usize,
-        buf: &[u8],
-        segs: &[Seg],
-        parsed: &request::Parsed<'_>,
-        st: &mut State,
-    ) {
-        let ci = &self.classes[idx];
-        let base = st.stamp_base;
-        st.stamp_base = base.saturating_add(u32::try_from(segs.len()).unwrap_or(u32::MAX));
-        let mut hits = std::mem::take(&mut st.hits);
-        hits.clear();
-        if let Some(ac) = &ci.ac {
-            // Each text from the automaton's start state, so that no match
-            // spans two texts; a match state lists every literal that ends
-            // at that byte (standard semantics, overlapping).
-            // `index` checked that the start state exists.
-            let start = ac.start_state(Anchored::No).ok();
-            for (si, seg) in segs.iter().enumerate() {
-                let (Some(start), Some(text)) = (start, buf.get(seg.start..seg.end)) else {
-                    continue;
-                };
-                let stamp = base.saturating_add(u32::try_from(si).unwrap_or(u32::MAX)) + 1;
-                let si = u32::try_from(si).unwrap_or(u32::MAX);
-                let seg_hits = hits.len();
-                let mut sid = start;
-                for &b in text {
-                    sid = ac.next_state(Anchored::No, sid, b);
-                    if !(ac.is_special(sid) && ac.is_match(sid)) {
-                        continue;
-                    }
-                    for k in 0..ac.match_len(sid) {
-                        let lit = ac.match_pattern(sid, k).as_usize();
-                        let Some(seen) = st.lit_seen.get_mut(lit) else {
-                            continue;
-                        };
-                        if *seen == stamp {
-                            continue;
-                        }
-                        *seen = stamp;
-                        for &r in ci.lit_also.get(lit).map_or(&[][..], Vec::as_slice) {
-                            if let Some(a) = st.also_seen.get_mut(r as usize) {
-                                *a = stamp;
-                            }
-                        }
-                        for &r in ci.lit_rules.get(lit).map_or(&[][..], Vec::as_slice) {
-                            if self.rules[r as usize].views & seg.views != 0
-                                && st.rule_seen[r as usize] != stamp
-                                && !bit_test(&st.fired, r as usize)
-                            {
-                                st.rule_seen[r as usize] = stamp;
-                                hits.push((si, r));
-                            }
-                        }
-                    }
-                }
-                // Rules that also need a literal of their second group:
-                // kept only if one occurred anywhere in this text.
-                if ci.has_also {
-                    let mut keep = seg_hits;
-                    for k in seg_hits..hits.len() {
-                        let r = hits[k].1 as usize;
-                        if !self.rules[r].needs_also || st.also_seen.get(r) == Some(&stamp) {
-                            hits[keep] = hits[k];
-                            keep += 1;
-                        }
-                    }
-                    hits.truncate(keep);
-                }
-            }
-        }
-        for &(si, r) in &hits {
-            let Some(seg) = segs.get(si as usize) else {
-                continue;
-            };
-            let Some(item) = parsed.items.get(seg.item as usize) else {
-                continue;
-            };
-            self.try_rule(r, item, &buf[seg.start..seg.end], parsed, st);
-        }
-        st.hits = hits;
-        if ci.always.is_empty() && ci.sets.is_empty() {
+    /// Checks the queued texts and clears the queue.
+    fn run_jobs(&self, parsed: &request::Parsed<'_>, st: &mut State, sc: &mut Scratch) {
+        if sc.jobs.is_empty() {
             return;
         }
-        for seg in segs {
-            let Some(item) = parsed.items.get(seg.item as usize) else {
+        let Scratch {
+            jobs,
+            arena,
+            bits,
+            also,
+            seen,
+            stamp,
+            ..
+        } = sc;
+        let pending: &[u8] = arena;
+        let text_of = |j: &JobMeta| -> &[u8] {
+            match j.text {
+                TextRef::Value => parsed
+                    .items
+                    .get(j.item as usize)
+                    .map_or(&b""[..], |i| &i.value[..]),
+                TextRef::Arena(a, b) => pending.get(a..b).unwrap_or(b""),
+            }
+        };
+        self.check_texts(jobs, text_of, parsed, st, bits, also, seen, stamp);
+        jobs.clear();
+        arena.clear();
+    }
+
+    /// Runs every text through its index's literal DFA (four at a time),
+    /// then on each text the rules its literals selected, and the
+    /// unprefiltered rules.
+    #[allow(clippy::too_many_arguments)]
+    fn check_texts<'t>(
+        &self,
+        jobs: &[JobMeta],
+        text_of: impl Fn(&JobMeta) -> &'t [u8],
+        parsed: &request::Parsed<'_>,
+        st: &mut State,
+        bits: &mut Vec<u64>,
+        also: &mut Vec<u64>,
+        seen: &mut Vec<u32>,
+        stamp: &mut u32,
+    ) {
+        let w = self.words;
+        // Stamps only grow, so `seen` needs no clearing between texts;
+        // start over long before they could wrap.
+        if *stamp > u32::MAX / 2 {
+            *stamp = 0;
+            seen.iter_mut().for_each(|x| *x = 0);
+        }
+        let base = *stamp;
+        *stamp = stamp.saturating_add(u32::try_from(jobs.len()).unwrap_or(u32::MAX));
+        bits.clear();
+        bits.resize(jobs.len() * w, 0);
+        also.clear();
+        also.resize(jobs.len() * w, 0);
+        if let Some(dfa) = &self.lits.dfa {
+            if seen.len() < dfa.match_literals().len() {
+                seen.resize(dfa.match_literals().len(), 0);
+            }
+            let scan_texts = jobs.iter().enumerate().filter_map(|(k, j)| {
+                let ci = self.classes.get(j.idx as usize)?;
+                (ci.prefiltered && ci.sparse.is_none()).then(|| (text_of(j), k))
+            });
+            dfa.scan(scan_texts, &mut |k, m| {
+                let job_stamp = base.saturating_add(u32::try_from(k).unwrap_or(u32::MAX)) + 1;
+                match seen.get_mut(m) {
+                    Some(x) if *x == job_stamp => return,
+                    Some(x) => *x = job_stamp,
+                    None => {}
+                }
+                self.lits.fold(
+                    m,
+                    w,
+                    bits.get_mut(k * w..(k + 1) * w),
+                    also.get_mut(k * w..(k + 1) * w),
+                );
+            });
+        }
+        // Texts of sparse indexes, with their index's own DFA.
+        for (k, j) in jobs.iter().enumerate() {
+            let Some(sp) = self
+                .classes
+                .get(j.idx as usize)
+                .and_then(|c| c.sparse.as_ref())
+            else {
                 continue;
             };
-            let text = &buf[seg.start..seg.end];
+            let Some(dfa) = &sp.tables.dfa else { continue };
+            dfa.scan_sparse(text_of(j), &sp.needles, k, &mut |k, m| {
+                sp.tables.fold(
+                    m,
+                    w,
+                    bits.get_mut(k * w..(k + 1) * w),
+                    also.get_mut(k * w..(k + 1) * w),
+                );
+            });
+        }
+        for (k, j) in jobs.iter().enumerate() {
+            let text = text_of(j);
+            let (Some(ci), Some(item)) = (
+                self.classes.get(j.idx as usize),
+                parsed.items.get(j.item as usize),
+            ) else {
+                continue;
+            };
+            let selected = bits.get_mut(k * w..(k + 1) * w).unwrap_or(&mut []);
+            if ci.prefiltered && (j.sb != 0 || selected.iter().any(|&x| x != 0)) {
+                let second = also.get_mut(k * w..(k + 1) * w).unwrap_or(&mut []);
+                let mut sb = j.sb;
+                while sb != 0 {
+                    let bit = sb.trailing_zeros() as usize;
+                    sb &= sb - 1;
+                    or_into(Some(selected), self.sb_rules.get(bit * w..(bit + 1) * w));
+                    or_into(Some(second), self.sb_also.get(bit * w..(bit + 1) * w));
+                }
+                let allowed = ci
+                    .allowed
+                    .get(j.views as usize * w..(j.views as usize + 1) * w)
+                    .unwrap_or(&[]);
+                for (word, (((&sel, &sec), &ok), &needs)) in selected
+                    .iter()
+                    .zip(second.iter())
+                    .zip(allowed)
+                    .zip(&self.needs_also)
+                    .enumerate()
+                {
+                    let fired = st.fired.get(word).copied().unwrap_or(0);
+                    let mut c = sel & ok & !(needs & !sec) & !fired;
+                    while c != 0 {
+                        let r = word * 64 + c.trailing_zeros() as usize;
+                        c &= c - 1;
+                        self.try_rule(r as u16, item, text, parsed, st);
+                    }
+                }
+            }
             for &r in &ci.always {
-                if self.rules[r as usize].views & seg.views != 0 {
+                if self.rules[r as usize].views & j.views != 0 {
                     self.try_rule(r, item, text, parsed, st);
                 }
             }
             for (v, set, ids) in &ci.sets {
-                if seg.views & v.bit() == 0 {
+                if j.views & v.bit() == 0 {
                     continue;
                 }
                 for m in set.matches(text).iter() {
@@ -1770,8 +2006,18 @@ impl Engine {
         let hit = match &rule.op {
             Op::Regex(re) => re.is_match(text),
             Op::Literals => true,
-            Op::Sqli => sqli::is_sqli(text, &mut st.sqli),
-            Op::Xss => xss::is_xss(text),
+            Op::Sqli => {
+                let mut lower = std::mem::take(&mut st.lower);
+                let hit = sqli::is_sqli(lowered(text, &mut lower), &mut st.sqli);
+                st.lower = lower;
+                hit
+            }
+            Op::Xss => {
+                let mut lower = std::mem::take(&mut st.lower);
+                let hit = xss::is_xss(lowered(text, &mut lower));
+                st.lower = lower;
+                hit
+            }
             Op::LengthGt(n) => item.value.len() > *n,
             Op::CountGt(_) | Op::Proto(_) => false,
         };

@@ -125,6 +125,7 @@ pub mod normalize;
 mod prefilter;
 mod protocol;
 mod request;
+mod scan;
 mod settings;
 
 pub use detect::{sqli, xss};
