@@ -58,14 +58,74 @@ pub(crate) fn parse_body<'a>(parsed: &mut Parsed<'a>, ct: Option<&'a [u8]>, body
 
 // ------------------------------------------------------------------- JSON
 
-struct Json<'p, 'a> {
-    s: &'a [u8],
-    i: usize,
-    path: Vec<u8>,
+/// Where the keys and string leaves of a JSON document go.
+trait JsonSink<'s> {
+    /// An object key, at `path` (the key included).
+    fn key(&mut self, path: &[u8], key: Cow<'s, [u8]>);
+    /// A string leaf (never empty), at `path`.
+    fn leaf(&mut self, path: &[u8], value: Cow<'s, [u8]>);
+}
+
+/// A JSON body: keys and leaves as arguments named by their path.
+struct BodySink<'p, 'a> {
     out: &'p mut Parsed<'a>,
 }
 
-impl<'a> Json<'_, 'a> {
+impl<'a> JsonSink<'a> for BodySink<'_, 'a> {
+    fn key(&mut self, path: &[u8], key: Cow<'a, [u8]>) {
+        self.out.push(Item {
+            class: Class::ArgName,
+            origin: Origin::Json,
+            name: Cow::Owned(path.to_vec()),
+            value: key,
+        });
+    }
+
+    fn leaf(&mut self, path: &[u8], value: Cow<'a, [u8]>) {
+        self.out.push(Item {
+            class: Class::Arg,
+            origin: Origin::Json,
+            name: Cow::Owned(path.to_vec()),
+            value,
+        });
+    }
+}
+
+/// A JSON cookie value: keys as cookie names, leaves as values of the
+/// cookie (copied: the decoded cookie does not outlive its parsing).
+struct CookieSink<'p, 'a> {
+    out: &'p mut Parsed<'a>,
+    name: &'a [u8],
+}
+
+impl<'s> JsonSink<'s> for CookieSink<'_, '_> {
+    fn key(&mut self, _path: &[u8], key: Cow<'s, [u8]>) {
+        self.out.push(Item {
+            class: Class::CookieName,
+            origin: Origin::Cookie,
+            name: Cow::Borrowed(b""),
+            value: Cow::Owned(key.into_owned()),
+        });
+    }
+
+    fn leaf(&mut self, _path: &[u8], value: Cow<'s, [u8]>) {
+        self.out.push(Item {
+            class: Class::Cookie,
+            origin: Origin::Cookie,
+            name: Cow::Borrowed(self.name),
+            value: Cow::Owned(value.into_owned()),
+        });
+    }
+}
+
+struct Json<'s, K> {
+    s: &'s [u8],
+    i: usize,
+    path: Vec<u8>,
+    sink: K,
+}
+
+impl<'s, K: JsonSink<'s>> Json<'s, K> {
     fn ws(&mut self) {
         while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
             self.i += 1;
@@ -74,7 +134,7 @@ impl<'a> Json<'_, 'a> {
 
     /// Parses a string at `self.i` (which is a `"`), returning its decoded
     /// content.
-    fn string(&mut self) -> Option<Cow<'a, [u8]>> {
+    fn string(&mut self) -> Option<Cow<'s, [u8]>> {
         let s = self.s;
         let start = self.i + 1;
         let mut j = start;
@@ -160,16 +220,11 @@ impl<'a> Json<'_, 'a> {
         len
     }
 
-    fn leaf(&mut self, value: Cow<'a, [u8]>) {
+    fn leaf(&mut self, value: Cow<'s, [u8]>) {
         if value.is_empty() {
             return;
         }
-        self.out.push(Item {
-            class: Class::Arg,
-            origin: Origin::Json,
-            name: Cow::Owned(self.path.clone()),
-            value,
-        });
+        self.sink.leaf(&self.path, value);
     }
 
     fn value(&mut self, depth: usize) -> Option<()> {
@@ -196,12 +251,7 @@ impl<'a> Json<'_, 'a> {
                     }
                     let key = self.string()?;
                     let saved = self.push_path(&key);
-                    self.out.push(Item {
-                        class: Class::ArgName,
-                        origin: Origin::Json,
-                        name: Cow::Owned(self.path.clone()),
-                        value: key,
-                    });
+                    self.sink.key(&self.path, key);
                     self.ws();
                     if self.s.get(self.i) != Some(&b':') {
                         return None;
@@ -268,15 +318,37 @@ impl<'a> Json<'_, 'a> {
 /// the body is not (entirely) valid JSON; items found before the error are
 /// kept.
 pub(crate) fn parse_json<'a>(parsed: &mut Parsed<'a>, body: &'a [u8]) -> bool {
+    json_into(body, BodySink { out: parsed })
+}
+
+fn json_into<'s, K: JsonSink<'s>>(text: &'s [u8], sink: K) -> bool {
     let mut p = Json {
-        s: body,
+        s: text,
         i: 0,
         path: Vec::new(),
-        out: parsed,
+        sink,
     };
     let ok = p.value(0).is_some();
     p.ws();
-    ok && p.i == body.len()
+    ok && p.i == text.len()
+}
+
+/// Parses a cookie value that is a JSON object or array (shops keep carts,
+/// consents and cache hints there) into its keys (as cookie names) and
+/// string leaves (as values of the cookie). Returns `false`, with nothing
+/// added, when the value is not valid JSON.
+pub(crate) fn parse_json_cookie<'a>(parsed: &mut Parsed<'a>, name: &'a [u8], value: &[u8]) -> bool {
+    if !matches!(value.first(), Some(b'{' | b'[')) {
+        return false;
+    }
+    let before = parsed.items.len();
+    let overflow = parsed.overflow;
+    if json_into(value, CookieSink { out: parsed, name }) {
+        return true;
+    }
+    parsed.items.truncate(before);
+    parsed.overflow = overflow;
+    false
 }
 
 // -------------------------------------------------------------- multipart

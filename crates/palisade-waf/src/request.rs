@@ -229,12 +229,17 @@ fn parse_cookies<'a>(parsed: &mut Parsed<'a>, header: &'a [u8]) {
             value: Cow::Borrowed(name),
         });
         if !value.is_empty() {
-            parsed.push(Item {
-                class: Class::Cookie,
-                origin: Origin::Cookie,
-                name: Cow::Borrowed(name),
-                value: url_decode(value, false),
-            });
+            let value = url_decode(value, false);
+            // A JSON value is inspected key by key and leaf by leaf, as a
+            // JSON body is; anything else (or broken JSON) as it is.
+            if !body::parse_json_cookie(parsed, name, &value) {
+                parsed.push(Item {
+                    class: Class::Cookie,
+                    origin: Origin::Cookie,
+                    name: Cow::Borrowed(name),
+                    value,
+                });
+            }
         }
     }
 }
@@ -430,6 +435,54 @@ mod tests {
         assert_eq!(
             p.items.iter().filter(|i| i.class == Class::ArgName).count(),
             3
+        );
+    }
+
+    fn cookie_items(cookie: &str) -> Vec<(Class, String, String)> {
+        let headers = [("Cookie", cookie.as_bytes())];
+        let req = Request {
+            method: "GET",
+            target: b"/",
+            version: "HTTP/1.1",
+            headers: &headers,
+            body: None,
+            body_truncated: false,
+        };
+        parse(&req)
+            .items
+            .iter()
+            .filter(|i| matches!(i.class, Class::Cookie | Class::CookieName))
+            .map(|i| {
+                (
+                    i.class,
+                    String::from_utf8_lossy(&i.name).into_owned(),
+                    String::from_utf8_lossy(&i.value).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn json_cookies_are_parsed() {
+        let items =
+            cookie_items("c=%7B%22cart%22%3A%7B%22note%22%3A%22a%5Cu0027b%22%7D%2C%22n%22%3A1%7D");
+        assert_eq!(
+            items,
+            vec![
+                (Class::CookieName, String::new(), "c".into()),
+                (Class::CookieName, String::new(), "cart".into()),
+                (Class::CookieName, String::new(), "note".into()),
+                (Class::Cookie, "c".into(), "a'b".into()),
+                (Class::CookieName, String::new(), "n".into()),
+            ]
+        );
+        // Not JSON, or broken JSON: the value as it is.
+        assert_eq!(
+            cookie_items("c={\"a\":1}'x"),
+            vec![
+                (Class::CookieName, String::new(), "c".into()),
+                (Class::Cookie, "c".into(), "{\"a\":1}'x".into()),
+            ]
         );
     }
 }
