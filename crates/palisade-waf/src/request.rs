@@ -244,6 +244,90 @@ fn parse_cookies<'a>(parsed: &mut Parsed<'a>, header: &'a [u8]) {
     }
 }
 
+/// A `Referer` or `Origin` value that is a plain `http(s)` URL, in parts:
+/// `scheme://host[:port]`, the path, the query and the fragment. `None`
+/// when it is anything else (no scheme, user info, spaces, control bytes):
+/// such a value is inspected whole.
+/// The parts of a URL-valued header (see [`url_parts`]).
+#[derive(Debug, PartialEq, Eq)]
+struct UrlParts<'a> {
+    origin: &'a [u8],
+    path: &'a [u8],
+    query: &'a [u8],
+    fragment: &'a [u8],
+}
+
+fn url_parts(v: &[u8]) -> Option<UrlParts<'_>> {
+    let scheme = if v.len() > 8 && v[..8].eq_ignore_ascii_case(b"https://") {
+        8
+    } else if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"http://") {
+        7
+    } else {
+        return None;
+    };
+    if v.iter().any(|&b| b <= 0x20 || b >= 0x7f) {
+        return None;
+    }
+    let end = memchr::memchr3(b'/', b'?', b'#', &v[scheme..]).map_or(v.len(), |i| scheme + i);
+    let host = &v[scheme..end];
+    if host.is_empty()
+        || !host
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    {
+        return None;
+    }
+    let rest = &v[end..];
+    let (rest, fragment) = match memchr::memchr(b'#', rest) {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &b""[..]),
+    };
+    let (path, query) = match memchr::memchr(b'?', rest) {
+        Some(i) => (&rest[..i], &rest[i + 1..]),
+        None => (rest, &b""[..]),
+    };
+    Some(UrlParts {
+        origin: &v[..end],
+        path,
+        query,
+        fragment,
+    })
+}
+
+/// Pushes a URL-valued header part by part (see [`url_parts`]), each a
+/// value of that header: the origin, the path, every query name and value
+/// (URL-decoded), the fragment. The request target's own query is read the
+/// same way.
+fn push_url_header<'a>(parsed: &mut Parsed<'a>, class: Class, name: &'a [u8], parts: UrlParts<'a>) {
+    let UrlParts {
+        origin,
+        path,
+        query,
+        fragment,
+    } = parts;
+    let value = |parsed: &mut Parsed<'a>, v: Cow<'a, [u8]>| {
+        if !v.is_empty() {
+            parsed.push(Item {
+                class,
+                origin: Origin::Header,
+                name: Cow::Borrowed(name),
+                value: v,
+            });
+        }
+    };
+    value(parsed, Cow::Borrowed(origin));
+    value(parsed, Cow::Borrowed(path));
+    for pair in query.split(|&b| b == b'&') {
+        let (n, v) = match memchr::memchr(b'=', pair) {
+            Some(i) => (&pair[..i], &pair[i + 1..]),
+            None => (pair, &b""[..]),
+        };
+        value(parsed, url_decode(n, true));
+        value(parsed, url_decode(v, true));
+    }
+    value(parsed, Cow::Borrowed(fragment));
+}
+
 /// Builds the list of values to inspect.
 pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
     let (path, query) = split_target(req.target);
@@ -306,6 +390,17 @@ pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
             name: Cow::Borrowed(b""),
             value: Cow::Borrowed(name.as_bytes()),
         });
+        if matches!(&*lname, "referer" | "origin") {
+            if let Some(parts) = url_parts(value) {
+                let lower: &'static [u8] = if &*lname == "referer" {
+                    b"referer"
+                } else {
+                    b"origin"
+                };
+                push_url_header(&mut parsed, class, lower, parts);
+                continue;
+            }
+        }
         parsed.push(Item {
             class,
             origin: Origin::Header,
@@ -460,6 +555,61 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn url_headers_are_read_in_parts() {
+        let headers = [
+            (
+                "Referer",
+                &b"https://Shop.example:8443/p/a%20b?x=1&q=red+shoes&flag#top"[..],
+            ),
+            ("Origin", &b"javascript:alert(1)"[..]),
+        ];
+        let req = Request {
+            method: "GET",
+            target: b"/",
+            version: "HTTP/1.1",
+            headers: &headers,
+            body: None,
+            body_truncated: false,
+        };
+        let p = parse(&req);
+        let values: Vec<(String, String)> = p
+            .items
+            .iter()
+            .filter(|i| i.class == Class::HeaderUser)
+            .map(|i| {
+                (
+                    String::from_utf8_lossy(&i.name).into_owned(),
+                    String::from_utf8_lossy(&i.value).into_owned(),
+                )
+            })
+            .collect();
+        let r = |v: &str| ("referer".to_owned(), v.to_owned());
+        assert_eq!(
+            values,
+            vec![
+                r("https://Shop.example:8443"),
+                r("/p/a%20b"),
+                r("x"),
+                r("1"),
+                r("q"),
+                r("red shoes"),
+                r("flag"),
+                r("top"),
+                ("origin".to_owned(), "javascript:alert(1)".to_owned()),
+            ]
+        );
+        for v in [
+            &b"https://user@host/"[..],
+            b"https://host/a b",
+            b"ftp://host/",
+            b"https://",
+            b"/relative",
+        ] {
+            assert_eq!(url_parts(v), None, "{:?}", String::from_utf8_lossy(v));
+        }
     }
 
     #[test]
