@@ -346,8 +346,10 @@ struct Rule {
 impl Rule {
     fn applies_to(&self, item: &Item<'_>) -> bool {
         if matches!(item.class, Class::HeaderUser | Class::HeaderStd) && !self.all_headers {
-            let name = std::str::from_utf8(&item.name).unwrap_or("");
-            return self.header_names.iter().any(|n| n == name);
+            return self
+                .header_names
+                .iter()
+                .any(|n| n.as_bytes().eq_ignore_ascii_case(&item.name));
         }
         true
     }
@@ -1624,7 +1626,7 @@ impl Engine {
     fn index_of(&self, item: &Item<'_>) -> usize {
         if matches!(item.class, Class::HeaderUser | Class::HeaderStd) {
             for (name, at) in &self.named {
-                if name.as_slice() == &*item.name {
+                if name.eq_ignore_ascii_case(&item.name) {
                     return *at;
                 }
             }

@@ -103,8 +103,6 @@ pub(crate) const MAX_ITEMS: usize = 4096;
 pub(crate) struct Parsed<'a> {
     pub items: Vec<Item<'a>>,
     pub path_raw: &'a [u8],
-    /// Content type (lower-cased first token), when present.
-    pub content_type: Option<Vec<u8>>,
     /// Items were dropped because of [`MAX_ITEMS`].
     pub overflow: bool,
 }
@@ -180,19 +178,56 @@ pub(crate) fn split_target(target: &[u8]) -> (&[u8], &[u8]) {
     }
 }
 
+/// What a byte means to [`parse_urlencoded`]: 1 ends a pair, 2 ends a name,
+/// 3 needs URL decoding.
+static FORM_BYTES: [u8; 256] = {
+    let mut t = [0u8; 256];
+    t[b'&' as usize] = 1;
+    t[b'=' as usize] = 2;
+    t[b'%' as usize] = 3;
+    t[b'+' as usize] = 3;
+    t
+};
+
+/// URL-decodes (`+` as space) when the scan saw something to decode.
+fn decoded(s: &[u8], encoded: bool) -> Cow<'_, [u8]> {
+    if encoded {
+        url_decode(s, true)
+    } else {
+        Cow::Borrowed(s)
+    }
+}
+
 /// Parses `a=1&b=2` (query strings and form bodies), URL-decoding names and
-/// values once (`+` as space).
+/// values once (`+` as space). One pass finds the separators and what needs
+/// decoding.
 pub(crate) fn parse_urlencoded<'a>(parsed: &mut Parsed<'a>, s: &'a [u8], origin: Origin) {
-    for pair in s.split(|&b| b == b'&') {
-        if pair.is_empty() {
+    let mut start = 0;
+    while start < s.len() {
+        let mut eq = None;
+        let (mut enc_name, mut enc_value) = (false, false);
+        let mut i = start;
+        while let Some(&b) = s.get(i) {
+            match FORM_BYTES[b as usize] {
+                0 => {}
+                1 => break,
+                2 if eq.is_none() => eq = Some(i),
+                2 => {}
+                _ if eq.is_none() => enc_name = true,
+                _ => enc_value = true,
+            }
+            i += 1;
+        }
+        let (name, value) = match eq {
+            Some(e) => (&s[start..e], &s[e + 1..i]),
+            None => (&s[start..i], &b""[..]),
+        };
+        start = i + 1;
+        if name.is_empty() && value.is_empty() {
             continue;
         }
-        let (name, value) = match memchr::memchr(b'=', pair) {
-            Some(i) => (&pair[..i], &pair[i + 1..]),
-            None => (pair, &b""[..]),
-        };
-        let name = url_decode(name, true);
-        let value = url_decode(value, true);
+        let name = decoded(name, enc_name);
+        let value = decoded(value, enc_value);
         if !name.is_empty() {
             parsed.push(Item {
                 class: Class::ArgName,
@@ -213,15 +248,29 @@ pub(crate) fn parse_urlencoded<'a>(parsed: &mut Parsed<'a>, s: &'a [u8], origin:
 }
 
 fn parse_cookies<'a>(parsed: &mut Parsed<'a>, header: &'a [u8]) {
-    for part in header.split(|&b| b == b';') {
-        let part = part.trim_ascii();
-        if part.is_empty() {
+    let mut start = 0;
+    while start < header.len() {
+        let mut eq = None;
+        let mut encoded = false;
+        let mut i = start;
+        while let Some(&b) = header.get(i) {
+            match b {
+                b';' => break,
+                b'=' if eq.is_none() => eq = Some(i),
+                b'%' if eq.is_some() => encoded = true,
+                _ => {}
+            }
+            i += 1;
+        }
+        let part = &header[start..i];
+        let (name, value) = match eq {
+            Some(e) => (header[start..e].trim_ascii(), header[e + 1..i].trim_ascii()),
+            None => (part.trim_ascii(), &b""[..]),
+        };
+        start = i + 1;
+        if part.trim_ascii().is_empty() {
             continue;
         }
-        let (name, value) = match memchr::memchr(b'=', part) {
-            Some(i) => (part[..i].trim_ascii(), part[i + 1..].trim_ascii()),
-            None => (part, &b""[..]),
-        };
         parsed.push(Item {
             class: Class::CookieName,
             origin: Origin::Cookie,
@@ -229,7 +278,11 @@ fn parse_cookies<'a>(parsed: &mut Parsed<'a>, header: &'a [u8]) {
             value: Cow::Borrowed(name),
         });
         if !value.is_empty() {
-            let value = url_decode(value, false);
+            let value = if encoded {
+                url_decode(value, false)
+            } else {
+                Cow::Borrowed(value)
+            };
             // A JSON value is inspected key by key and leaf by leaf, as a
             // JSON body is; anything else (or broken JSON) as it is.
             if !body::parse_json_cookie(parsed, name, &value) {
@@ -244,10 +297,6 @@ fn parse_cookies<'a>(parsed: &mut Parsed<'a>, header: &'a [u8]) {
     }
 }
 
-/// A `Referer` or `Origin` value that is a plain `http(s)` URL, in parts:
-/// `scheme://host[:port]`, the path, the query and the fragment. `None`
-/// when it is anything else (no scheme, user info, spaces, control bytes):
-/// such a value is inspected whole.
 /// The parts of a URL-valued header (see [`url_parts`]).
 #[derive(Debug, PartialEq, Eq)]
 struct UrlParts<'a> {
@@ -257,6 +306,10 @@ struct UrlParts<'a> {
     fragment: &'a [u8],
 }
 
+/// A `Referer` or `Origin` value that is a plain `http(s)` URL, in parts:
+/// `scheme://host[:port]`, the path, the query and the fragment. `None`
+/// when it is anything else (no scheme, user info, spaces, control bytes):
+/// such a value is inspected whole.
 fn url_parts(v: &[u8]) -> Option<UrlParts<'_>> {
     let scheme = if v.len() > 8 && v[..8].eq_ignore_ascii_case(b"https://") {
         8
@@ -332,17 +385,17 @@ fn push_url_header<'a>(parsed: &mut Parsed<'a>, class: Class, name: &'a [u8], pa
 pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
     let (path, query) = split_target(req.target);
     let mut parsed = Parsed {
-        // Two values per argument, header and cookie, plus a few.
+        // Two values per argument, header and cookie, plus room for the
+        // parts of URL headers and JSON cookies, so that it rarely grows.
         items: Vec::with_capacity(
-            8 + 2 * (req.headers.len() + memchr::memchr_iter(b'&', query).count() + 1)
+            24 + 2 * (req.headers.len() + memchr::memchr_iter(b'&', query).count() + 1)
                 + req
                     .headers
                     .iter()
                     .find(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-                    .map_or(0, |(_, v)| 2 * memchr::memchr_iter(b';', v).count() + 2),
+                    .map_or(0, |(_, v)| 3 * memchr::memchr_iter(b';', v).count() + 3),
         ),
         path_raw: path,
-        content_type: None,
         overflow: false,
     };
     parsed.push(Item {
@@ -365,21 +418,24 @@ pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
     });
     parse_urlencoded(&mut parsed, query, Origin::Query);
     for &(name, value) in req.headers {
-        // HTTP/2 and the gateway's header map hand over lower-case names.
-        let lname: Cow<'a, str> = if name.bytes().any(|b| b.is_ascii_uppercase()) {
-            Cow::Owned(name.to_ascii_lowercase())
-        } else {
-            Cow::Borrowed(name)
+        // HTTP/2 and the gateway's header map hand over lower-case names;
+        // others are lowered on the stack for the comparisons (the item
+        // keeps the name as sent: every use of it ignores case).
+        let mut buf = [0u8; 32];
+        let lname: &str = match buf.get_mut(..name.len()) {
+            Some(b) if name.bytes().any(|c| c.is_ascii_uppercase()) => {
+                b.copy_from_slice(name.as_bytes());
+                b.make_ascii_lowercase();
+                std::str::from_utf8(b).unwrap_or("")
+            }
+            // Longer than any name compared below: as it is.
+            _ => name,
         };
         if lname == "cookie" {
             parse_cookies(&mut parsed, value);
             continue;
         }
-        if lname == "content-type" {
-            let v = value.split(|&b| b == b';').next().unwrap_or(b"");
-            parsed.content_type = Some(v.trim_ascii().to_ascii_lowercase());
-        }
-        let class = if is_structural(&lname) {
+        let class = if is_structural(lname) {
             Class::HeaderStd
         } else {
             Class::HeaderUser
@@ -390,9 +446,9 @@ pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
             name: Cow::Borrowed(b""),
             value: Cow::Borrowed(name.as_bytes()),
         });
-        if matches!(&*lname, "referer" | "origin") {
+        if matches!(lname, "referer" | "origin") {
             if let Some(parts) = url_parts(value) {
-                let lower: &'static [u8] = if &*lname == "referer" {
+                let lower: &'static [u8] = if lname == "referer" {
                     b"referer"
                 } else {
                     b"origin"
@@ -404,10 +460,7 @@ pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
         parsed.push(Item {
             class,
             origin: Origin::Header,
-            name: match lname {
-                Cow::Borrowed(n) => Cow::Borrowed(n.as_bytes()),
-                Cow::Owned(n) => Cow::Owned(n.into_bytes()),
-            },
+            name: Cow::Borrowed(name.as_bytes()),
             value: Cow::Borrowed(value),
         });
     }
@@ -459,7 +512,9 @@ impl Item<'_> {
             (Origin::Multipart, _) => format!("body:multipart:{}", clean_name(&self.name)),
             (Origin::Xml, _) => format!("body:xml:{}", clean_name(&self.name)),
             (Origin::Header, Class::HeaderName) => "header_names".to_owned(),
-            (Origin::Header, _) => format!("header:{}", clean_name(&self.name)),
+            (Origin::Header, _) => {
+                format!("header:{}", clean_name(&self.name.to_ascii_lowercase()))
+            }
             (Origin::Cookie, Class::CookieName) => "cookie_names".to_owned(),
             (Origin::Cookie, _) => format!("cookie:{}", clean_name(&self.name)),
             (Origin::Body, _) => "body".to_owned(),
@@ -598,7 +653,7 @@ mod tests {
                 r("red shoes"),
                 r("flag"),
                 r("top"),
-                ("origin".to_owned(), "javascript:alert(1)".to_owned()),
+                ("Origin".to_owned(), "javascript:alert(1)".to_owned()),
             ]
         );
         for v in [
