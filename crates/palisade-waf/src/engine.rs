@@ -343,18 +343,6 @@ struct Rule {
     op: Op,
 }
 
-impl Rule {
-    fn applies_to(&self, item: &Item<'_>) -> bool {
-        if matches!(item.class, Class::HeaderUser | Class::HeaderStd) && !self.all_headers {
-            return self
-                .header_names
-                .iter()
-                .any(|n| n.as_bytes().eq_ignore_ascii_case(&item.name));
-        }
-        true
-    }
-}
-
 /// The rules one kind of value is checked against: a class, or for headers
 /// a class and a header name (so that rules naming one header are never
 /// tried on the others, and no per-value name test is left).
@@ -1607,11 +1595,34 @@ impl Engine {
         let rule = &self.rules[r as usize];
         let hit: Option<&'static str> = match &rule.op {
             Op::CountGt(n) => {
-                let count = parsed
-                    .items
+                let header_bits = Class::HeaderUser.bit() | Class::HeaderStd.bit();
+                let mut count: usize = Class::ALL
                     .iter()
-                    .filter(|i| rule.classes & i.class.bit() != 0 && rule.applies_to(i))
-                    .count();
+                    .filter(|c| rule.classes & c.bit() & !header_bits != 0)
+                    .map(|&c| parsed.counts[c as usize] as usize)
+                    .sum();
+                if rule.classes & header_bits != 0 {
+                    count += if rule.all_headers {
+                        [Class::HeaderUser, Class::HeaderStd]
+                            .iter()
+                            .filter(|c| rule.classes & c.bit() != 0)
+                            .map(|&c| parsed.counts[c as usize] as usize)
+                            .sum::<usize>()
+                    } else {
+                        // Headers by name: each header once, however it is read.
+                        parsed
+                            .items
+                            .iter()
+                            .filter(|i| {
+                                i.class == Class::HeaderName
+                                    && rule
+                                        .header_names
+                                        .iter()
+                                        .any(|n| n.as_bytes().eq_ignore_ascii_case(&i.value))
+                            })
+                            .count()
+                    };
+                }
                 (count > *n).then_some("request")
             }
             Op::Proto(p) => crate::protocol::check(*p, req, parsed, hdrs),

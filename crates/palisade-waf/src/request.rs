@@ -105,11 +105,17 @@ pub(crate) struct Parsed<'a> {
     pub path_raw: &'a [u8],
     /// Items were dropped because of [`MAX_ITEMS`].
     pub overflow: bool,
+    /// How many values of each class the request has; for the two header
+    /// classes, how many headers (a URL header read in parts is one).
+    pub counts: [u32; CLASS_COUNT],
 }
 
 impl<'a> Parsed<'a> {
     pub(crate) fn push(&mut self, item: Item<'a>) {
         if self.items.len() < MAX_ITEMS {
+            if !matches!(item.class, Class::HeaderUser | Class::HeaderStd) {
+                self.counts[item.class as usize] += 1;
+            }
             self.items.push(item);
         } else {
             self.overflow = true;
@@ -397,6 +403,7 @@ pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
         ),
         path_raw: path,
         overflow: false,
+        counts: [0; CLASS_COUNT],
     };
     parsed.push(Item {
         class: Class::Method,
@@ -446,6 +453,7 @@ pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
             name: Cow::Borrowed(b""),
             value: Cow::Borrowed(name.as_bytes()),
         });
+        parsed.counts[class as usize] += 1;
         if matches!(lname, "referer" | "origin") {
             if let Some(parts) = url_parts(value) {
                 let lower: &'static [u8] = if lname == "referer" {
