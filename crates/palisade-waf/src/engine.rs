@@ -1715,11 +1715,12 @@ impl Engine {
             }
             return;
         }
+        // Without anything to decode, `norm` is the value itself: the
+        // literal DFA folds case, the regexes ignore it and the detectors
+        // lower what they read, so a lower-cased copy would change nothing.
         let norm: Option<Cow<'_, [u8]>> = (needed & (View::Norm.bit() | derived) != 0).then(|| {
             if decode {
                 normalize::norm(raw)
-            } else if flags & F_UPPER != 0 {
-                Cow::Owned(raw.to_ascii_lowercase())
             } else {
                 Cow::Borrowed(raw)
             }
@@ -1820,6 +1821,7 @@ impl Engine {
     /// Queues a text: the value itself when it is one, else a copy in the
     /// arena; a large one is checked at once instead (a big body's views
     /// are not kept together).
+    #[inline]
     fn emit(
         &self,
         mut job: JobMeta,

@@ -618,7 +618,9 @@ pub fn collapse_path(norm: &[u8]) -> Cow<'_, [u8]> {
 
 /// The `cmd` view of a `norm` value: removes the characters shells ignore or
 /// join (`'`, `"`, `\`, `^`, `$@`, empty `''`), and turns `${IFS}`/`$IFS` and
-/// `<` redirections used as spaces into spaces.
+/// `<` redirections used as spaces into spaces. Case is kept (and `$IFS`
+/// found in any case), so it may also be given a value that needed no
+/// decoding, as it is.
 pub fn cmd(norm: &[u8]) -> Cow<'_, [u8]> {
     let interesting = norm.iter().any(|&b| {
         matches!(
@@ -641,10 +643,14 @@ pub fn cmd(norm: &[u8]) -> Cow<'_, [u8]> {
             }
             b'$' => {
                 let rest = &norm[i..];
-                if rest.starts_with(b"${ifs}") {
+                let starts = |p: &[u8]| {
+                    rest.get(..p.len())
+                        .is_some_and(|r| r.eq_ignore_ascii_case(p))
+                };
+                if starts(b"${ifs}") {
                     out.push(b' ');
                     i += 6;
-                } else if rest.starts_with(b"$ifs") {
+                } else if starts(b"$ifs") {
                     out.push(b' ');
                     i += 4;
                 } else if rest.starts_with(b"$@")
