@@ -1240,6 +1240,8 @@ struct State {
 /// inspection allocates little; trimmed after a large request.
 #[derive(Default)]
 struct Scratch {
+    /// The values of the last request (emptied: only the allocation).
+    items: Vec<Item<'static>>,
     /// The texts waiting to be scanned.
     jobs: Vec<JobMeta>,
     /// Views computed for them (texts of `TextRef::Arena`).
@@ -1280,6 +1282,9 @@ impl Scratch {
         }
         if self.lower.capacity() > SCRATCH_KEEP {
             self.lower = Vec::new();
+        }
+        if self.items.capacity() * std::mem::size_of::<Item<'_>>() > SCRATCH_KEEP {
+            self.items = Vec::new();
         }
         self.sqli.trim(SCRATCH_KEEP);
     }
@@ -1458,7 +1463,7 @@ impl Engine {
     }
 
     fn inspect_with(&self, req: &Request<'_>, sc: &mut Scratch) -> Verdict {
-        let parsed = request::parse(req);
+        let parsed = request::parse(req, request::recycle(std::mem::take(&mut sc.items)));
         let mut st = State {
             fired: vec![0; self.words],
             matches: Vec::new(),
@@ -1481,6 +1486,7 @@ impl Engine {
         self.run_jobs(&parsed, &mut st, sc);
         sc.sqli = std::mem::take(&mut st.sqli);
         sc.lower = std::mem::take(&mut st.lower);
+        sc.items = request::recycle(parsed.items);
         sc.trim();
         self.verdict(st)
     }

@@ -125,41 +125,50 @@ impl<'a> Parsed<'a> {
 
 /// Headers whose values are protocol structure rather than application
 /// data; only rules that target `headers` (all) or name them read them.
-pub(crate) fn is_structural(lname: &str) -> bool {
-    matches!(
-        lname,
-        "accept"
-            | "accept-charset"
-            | "accept-encoding"
-            | "accept-language"
-            | "cache-control"
-            | "connection"
-            | "content-length"
-            | "content-type"
-            | "date"
-            | "dnt"
-            | "host"
-            | "if-match"
-            | "if-modified-since"
-            | "if-none-match"
-            | "if-range"
-            | "if-unmodified-since"
-            | "keep-alive"
-            | "pragma"
-            | "priority"
-            | "range"
-            | "sec-ch-ua"
-            | "sec-ch-ua-mobile"
-            | "sec-ch-ua-platform"
-            | "sec-fetch-dest"
-            | "sec-fetch-mode"
-            | "sec-fetch-site"
-            | "sec-fetch-user"
-            | "te"
-            | "transfer-encoding"
-            | "upgrade-insecure-requests"
-            | "authorization"
-    )
+const STRUCTURAL: &[&str] = &[
+    "accept",
+    "accept-charset",
+    "accept-encoding",
+    "accept-language",
+    "cache-control",
+    "connection",
+    "content-length",
+    "content-type",
+    "date",
+    "dnt",
+    "host",
+    "if-match",
+    "if-modified-since",
+    "if-none-match",
+    "if-range",
+    "if-unmodified-since",
+    "keep-alive",
+    "pragma",
+    "priority",
+    "range",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+    "sec-fetch-dest",
+    "sec-fetch-mode",
+    "sec-fetch-site",
+    "sec-fetch-user",
+    "te",
+    "transfer-encoding",
+    "upgrade-insecure-requests",
+    "authorization",
+];
+
+/// Whether a header name (any case) is in [`STRUCTURAL`].
+pub(crate) fn is_structural(name: &str) -> bool {
+    STRUCTURAL
+        .iter()
+        .any(|s| s.len() == name.len() && s.eq_ignore_ascii_case(name))
+}
+
+/// A header name, any case, equal to a lower-case one.
+fn named(name: &str, lower: &str) -> bool {
+    name.len() == lower.len() && name.eq_ignore_ascii_case(lower)
 }
 
 /// Splits a request-target into path and query, skipping the scheme and
@@ -254,29 +263,22 @@ pub(crate) fn parse_urlencoded<'a>(parsed: &mut Parsed<'a>, s: &'a [u8], origin:
 }
 
 fn parse_cookies<'a>(parsed: &mut Parsed<'a>, header: &'a [u8]) {
-    let mut start = 0;
-    while start < header.len() {
-        let mut eq = None;
-        let mut encoded = false;
-        let mut i = start;
-        while let Some(&b) = header.get(i) {
-            match b {
-                b';' => break,
-                b'=' if eq.is_none() => eq = Some(i),
-                b'%' if eq.is_some() => encoded = true,
-                _ => {}
-            }
-            i += 1;
-        }
-        let part = &header[start..i];
-        let (name, value) = match eq {
-            Some(e) => (header[start..e].trim_ascii(), header[e + 1..i].trim_ascii()),
-            None => (part.trim_ascii(), &b""[..]),
-        };
-        start = i + 1;
-        if part.trim_ascii().is_empty() {
+    for part in memchr::memchr_iter(b';', header)
+        .chain(std::iter::once(header.len()))
+        .scan(0, |start, end| {
+            let part = header.get(*start..end).unwrap_or(b"");
+            *start = end + 1;
+            Some(part)
+        })
+    {
+        let part = part.trim_ascii();
+        if part.is_empty() {
             continue;
         }
+        let (name, value) = match memchr::memchr(b'=', part) {
+            Some(i) => (part[..i].trim_ascii(), part[i + 1..].trim_ascii()),
+            None => (part, &b""[..]),
+        };
         parsed.push(Item {
             class: Class::CookieName,
             origin: Origin::Cookie,
@@ -284,11 +286,7 @@ fn parse_cookies<'a>(parsed: &mut Parsed<'a>, header: &'a [u8]) {
             value: Cow::Borrowed(name),
         });
         if !value.is_empty() {
-            let value = if encoded {
-                url_decode(value, false)
-            } else {
-                Cow::Borrowed(value)
-            };
+            let value = url_decode(value, false);
             // A JSON value is inspected key by key and leaf by leaf, as a
             // JSON body is; anything else (or broken JSON) as it is.
             if !body::parse_json_cookie(parsed, name, &value) {
@@ -387,20 +385,22 @@ fn push_url_header<'a>(parsed: &mut Parsed<'a>, class: Class, name: &'a [u8], pa
     value(parsed, Cow::Borrowed(fragment));
 }
 
-/// Builds the list of values to inspect.
-pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
+/// An empty list of items for another request, in the allocation of `v`
+/// (a vector's lifetime cannot outlive its request, its buffer can).
+pub(crate) fn recycle<'b>(mut v: Vec<Item<'_>>) -> Vec<Item<'b>> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}
+
+/// Builds the list of values to inspect, in `items` (emptied first).
+pub(crate) fn parse<'a>(req: &Request<'a>, items: Vec<Item<'a>>) -> Parsed<'a> {
     let (path, query) = split_target(req.target);
     let mut parsed = Parsed {
-        // Two values per argument, header and cookie, plus room for the
-        // parts of URL headers and JSON cookies, so that it rarely grows.
-        items: Vec::with_capacity(
-            24 + 2 * (req.headers.len() + memchr::memchr_iter(b'&', query).count() + 1)
-                + req
-                    .headers
-                    .iter()
-                    .find(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-                    .map_or(0, |(_, v)| 3 * memchr::memchr_iter(b';', v).count() + 3),
-        ),
+        items: {
+            let mut items = items;
+            items.clear();
+            items
+        },
         path_raw: path,
         overflow: false,
         counts: [0; CLASS_COUNT],
@@ -425,24 +425,13 @@ pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
     });
     parse_urlencoded(&mut parsed, query, Origin::Query);
     for &(name, value) in req.headers {
-        // HTTP/2 and the gateway's header map hand over lower-case names;
-        // others are lowered on the stack for the comparisons (the item
-        // keeps the name as sent: every use of it ignores case).
-        let mut buf = [0u8; 32];
-        let lname: &str = match buf.get_mut(..name.len()) {
-            Some(b) if name.bytes().any(|c| c.is_ascii_uppercase()) => {
-                b.copy_from_slice(name.as_bytes());
-                b.make_ascii_lowercase();
-                std::str::from_utf8(b).unwrap_or("")
-            }
-            // Longer than any name compared below: as it is.
-            _ => name,
-        };
-        if lname == "cookie" {
+        // Names are compared ignoring case (HTTP/2 and the gateway's header
+        // map hand them over in lower case; the item keeps them as sent).
+        if named(name, "cookie") {
             parse_cookies(&mut parsed, value);
             continue;
         }
-        let class = if is_structural(lname) {
+        let class = if is_structural(name) {
             Class::HeaderStd
         } else {
             Class::HeaderUser
@@ -454,9 +443,10 @@ pub(crate) fn parse<'a>(req: &Request<'a>) -> Parsed<'a> {
             value: Cow::Borrowed(name.as_bytes()),
         });
         parsed.counts[class as usize] += 1;
-        if matches!(lname, "referer" | "origin") {
+        let referer = named(name, "referer");
+        if referer || named(name, "origin") {
             if let Some(parts) = url_parts(value) {
-                let lower: &'static [u8] = if lname == "referer" {
+                let lower: &'static [u8] = if referer {
                     b"referer"
                 } else {
                     b"origin"
@@ -570,7 +560,7 @@ mod tests {
             body: None,
             body_truncated: false,
         };
-        let p = parse(&req);
+        let p = parse(&req, Vec::new());
         let args: Vec<(String, String)> = p
             .items
             .iter()
@@ -606,7 +596,7 @@ mod tests {
             body: None,
             body_truncated: false,
         };
-        parse(&req)
+        parse(&req, Vec::new())
             .items
             .iter()
             .filter(|i| matches!(i.class, Class::Cookie | Class::CookieName))
@@ -637,7 +627,7 @@ mod tests {
             body: None,
             body_truncated: false,
         };
-        let p = parse(&req);
+        let p = parse(&req, Vec::new());
         let values: Vec<(String, String)> = p
             .items
             .iter()
