@@ -362,6 +362,8 @@ struct ClassIndex {
     /// Per set of views (a `u8` mask below 128), `words` words: the
     /// prefiltered rules of the index that read one of them.
     allowed: Vec<u64>,
+    /// The single-byte literal bits that select a rule of the index.
+    sb_useful: u64,
     /// Rules without a prefilter, tried on every value (regex rules are in
     /// `sets` instead).
     always: Vec<u16>,
@@ -800,6 +802,15 @@ impl Builder {
         }
         let words = self.rules.len().div_ceil(64);
         let lits = self.literals(words)?;
+        for ci in &mut classes {
+            let all = &ci.allowed[((1 << VIEW_COUNT) - 1) * words..];
+            for bit in 0..SB_BITS {
+                let sel = &lits.sb_rules[bit * words..(bit + 1) * words];
+                if sel.iter().zip(all).any(|(a, b)| a & b != 0) {
+                    ci.sb_useful |= 1 << bit;
+                }
+            }
+        }
         let mut needs_also = vec![0; words];
         for (idx, rule) in self.rules.iter().enumerate() {
             if rule.needs_also {
@@ -1967,8 +1978,10 @@ impl Engine {
                 continue;
             };
             let selected = bits.get_mut(k * w..(k + 1) * w).unwrap_or(&mut []);
-            if ci.prefiltered && (j.sb != 0 || selected.iter().any(|&x| x != 0)) {
+            let useful_sb = j.sb & ci.sb_useful;
+            if ci.prefiltered && (useful_sb != 0 || selected.iter().any(|&x| x != 0)) {
                 let second = also.get_mut(k * w..(k + 1) * w).unwrap_or(&mut []);
+                // The second group of a selected rule may be any single byte.
                 let mut sb = j.sb;
                 while sb != 0 {
                     let bit = sb.trailing_zeros() as usize;
