@@ -38,6 +38,8 @@ pub(crate) struct LitDfa {
     start: u32,
     /// For match state `id / stride`: the literals that end there.
     lits: Vec<Vec<u32>>,
+    /// The shortest literal: a shorter text holds none.
+    min_len: usize,
 }
 
 impl LitDfa {
@@ -138,6 +140,7 @@ impl LitDfa {
             stride: stride32,
             start: id(0),
             lits,
+            min_len: literals.iter().map(String::len).min().unwrap_or(1),
         })
     }
 
@@ -168,7 +171,8 @@ impl LitDfa {
         texts: impl Iterator<Item = (&'t [u8], usize)>,
         hit: &mut impl FnMut(usize, usize),
     ) {
-        let mut rest = texts.filter(|t| !t.0.is_empty());
+        let min = self.min_len.max(1);
+        let mut rest = texts.filter(|t| t.0.len() >= min);
         let first = [rest.next(), rest.next(), rest.next(), rest.next()];
         let [Some((mut ta, mut ja)), Some((mut tb, mut jb)), Some((mut tc, mut jc)), Some((mut td, mut jd))] =
             first
@@ -239,6 +243,9 @@ impl LitDfa {
         job: usize,
         hit: &mut impl FnMut(usize, usize),
     ) {
+        if text.len() < self.min_len {
+            return;
+        }
         let find = |from: &[u8]| match *needles {
             [a] => memchr::memchr(a, from),
             [a, b] => memchr::memchr2(a, b, from),
