@@ -604,7 +604,7 @@ mod tests {
             body: Some(body),
             body_truncated: false,
         };
-        let p = parse(&req);
+        let p = parse(&req, Vec::new());
         p.items
             .iter()
             .filter(|i| {
