@@ -40,6 +40,29 @@ pub(crate) struct LitDfa {
     lits: Vec<Vec<u32>>,
     /// The shortest literal: a shorter text holds none.
     min_len: usize,
+    /// The longest literal.
+    max_len: usize,
+}
+
+/// A text at least this long is walked as four overlapping pieces, so that
+/// its four lanes run side by side too.
+const SPLIT: usize = 1024;
+
+/// The pieces of a text for the walk: the text itself, or for a long one
+/// four pieces that overlap by `max_len - 1` bytes (every literal lies
+/// whole in one of them; one found twice is reported twice, which the
+/// caller folds in once).
+fn pieces(text: &[u8], max_len: usize) -> impl Iterator<Item = &[u8]> {
+    let n = text.len();
+    let (count, size) = if n >= SPLIT {
+        (4, n.div_ceil(4))
+    } else {
+        (1, n)
+    };
+    (0..count).filter_map(move |i| {
+        let start = (i * size).saturating_sub(max_len.saturating_sub(1));
+        text.get(start..((i + 1) * size).min(n))
+    })
 }
 
 impl LitDfa {
@@ -141,6 +164,7 @@ impl LitDfa {
             start: id(0),
             lits,
             min_len: literals.iter().map(String::len).min().unwrap_or(1),
+            max_len: literals.iter().map(String::len).max().unwrap_or(1),
         })
     }
 
@@ -172,7 +196,10 @@ impl LitDfa {
         hit: &mut impl FnMut(usize, usize),
     ) {
         let min = self.min_len.max(1);
-        let mut rest = texts.filter(|t| t.0.len() >= min);
+        let max = self.max_len;
+        let mut rest = texts
+            .filter(|t| t.0.len() >= min)
+            .flat_map(|(t, job)| pieces(t, max).map(move |p| (p, job)));
         let first = [rest.next(), rest.next(), rest.next(), rest.next()];
         let [Some((mut ta, mut ja)), Some((mut tb, mut jb)), Some((mut tc, mut jc)), Some((mut td, mut jd))] =
             first
@@ -331,6 +358,24 @@ mod tests {
         for (g, w) in got.iter().zip(&want) {
             assert_eq!(g, w);
         }
+    }
+
+    #[test]
+    fn long_texts_in_pieces_miss_nothing() {
+        let lits = ["<script", "union select", "ab"];
+        // Literals straddling every piece boundary of a long text.
+        let mut text = "x".repeat(5000);
+        for at in [1245, 1250, 2496, 2500, 3745, 3751, 4993] {
+            text.replace_range(at..at + 7, "<script");
+        }
+        text.replace_range(2490..2502, "union select");
+        let got = found(&lits, &[&text, &text[1200..1300], "ab"]);
+        assert_eq!(
+            got[0],
+            vec!["<script".to_owned(), "union select".to_owned()]
+        );
+        assert!(got[1].contains(&"<script".to_owned()));
+        assert_eq!(got[2], vec!["ab".to_owned()]);
     }
 
     #[test]
