@@ -48,21 +48,48 @@ pub(crate) struct LitDfa {
 /// its four lanes run side by side too.
 const SPLIT: usize = 1024;
 
-/// The pieces of a text for the walk: the text itself, or for a long one
-/// four pieces that overlap by `max_len - 1` bytes (every literal lies
-/// whole in one of them; one found twice is reported twice, which the
-/// caller folds in once).
-fn pieces(text: &[u8], max_len: usize) -> impl Iterator<Item = &[u8]> {
-    let n = text.len();
-    let (count, size) = if n >= SPLIT {
-        (4, n.div_ceil(4))
-    } else {
-        (1, n)
-    };
-    (0..count).filter_map(move |i| {
-        let start = (i * size).saturating_sub(max_len.saturating_sub(1));
-        text.get(start..((i + 1) * size).min(n))
-    })
+/// The texts of a walk, as the lanes take them: texts shorter than the
+/// shortest literal are skipped, and a long one is cut into four pieces
+/// that overlap by `max_len - 1` bytes (every literal lies whole in one of
+/// them; one found twice is reported twice, which the caller folds in
+/// once).
+struct Pieces<'t, I> {
+    texts: I,
+    /// Pieces of the last long text still to hand out, last first.
+    pending: [(&'t [u8], usize); 3],
+    left: usize,
+    min_len: usize,
+    max_len: usize,
+}
+
+impl<'t, I: Iterator<Item = (&'t [u8], usize)>> Iterator for Pieces<'t, I> {
+    type Item = (&'t [u8], usize);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.left > 0 {
+            self.left -= 1;
+            return self.pending.get(self.left).copied();
+        }
+        loop {
+            let (text, job) = self.texts.next()?;
+            let n = text.len();
+            if n < self.min_len {
+                continue;
+            }
+            if n < SPLIT {
+                return Some((text, job));
+            }
+            let size = n.div_ceil(4);
+            let back = self.max_len.saturating_sub(1);
+            let piece = |i: usize| {
+                let start = (i * size).saturating_sub(back);
+                (text.get(start..((i + 1) * size).min(n)).unwrap_or(b""), job)
+            };
+            self.pending = [piece(3), piece(2), piece(1)];
+            self.left = 3;
+            return Some(piece(0));
+        }
+    }
 }
 
 impl LitDfa {
@@ -195,11 +222,13 @@ impl LitDfa {
         texts: impl Iterator<Item = (&'t [u8], usize)>,
         hit: &mut impl FnMut(usize, usize),
     ) {
-        let min = self.min_len.max(1);
-        let max = self.max_len;
-        let mut rest = texts
-            .filter(|t| t.0.len() >= min)
-            .flat_map(|(t, job)| pieces(t, max).map(move |p| (p, job)));
+        let mut rest = Pieces {
+            texts,
+            pending: [(&b""[..], 0); 3],
+            left: 0,
+            min_len: self.min_len.max(1),
+            max_len: self.max_len,
+        };
         let first = [rest.next(), rest.next(), rest.next(), rest.next()];
         let [Some((mut ta, mut ja)), Some((mut tb, mut jb)), Some((mut tc, mut jc)), Some((mut td, mut jd))] =
             first
