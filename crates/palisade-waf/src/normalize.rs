@@ -528,20 +528,28 @@ pub fn compact(norm: &[u8]) -> Cow<'_, [u8]> {
     if !interesting {
         return Cow::Borrowed(norm);
     }
-    let mut tmp = Vec::with_capacity(norm.len());
-    remove_comments(norm, &mut tmp, true);
-    let mut out = Vec::with_capacity(tmp.len());
-    let mut prev_space = false;
-    for b in tmp {
-        if is_space(b) {
-            if !prev_space {
-                out.push(b' ');
+    let collapse = |input: &[u8], out: &mut Vec<u8>| {
+        let mut prev_space = false;
+        for &b in input {
+            if is_space(b) {
+                if !prev_space {
+                    out.push(b' ');
+                }
+                prev_space = true;
+            } else {
+                out.push(b);
+                prev_space = false;
             }
-            prev_space = true;
-        } else {
-            out.push(b);
-            prev_space = false;
         }
+    };
+    let mut out = Vec::with_capacity(norm.len());
+    if memchr::memchr2(b'*', b'!', norm).is_none() {
+        // No comment can open or close: only whitespace to collapse.
+        collapse(norm, &mut out);
+    } else {
+        let mut tmp = Vec::with_capacity(norm.len());
+        remove_comments(norm, &mut tmp, true);
+        collapse(&tmp, &mut out);
     }
     Cow::Owned(out)
 }
@@ -561,8 +569,13 @@ pub fn strip(norm: &[u8]) -> Cow<'_, [u8]> {
         return Cow::Borrowed(norm);
     }
     let mut tmp = Vec::with_capacity(norm.len());
-    remove_comments(norm, &mut tmp, false);
-    tmp.retain(|&b| !is_space(b));
+    if memchr::memchr2(b'*', b'!', norm).is_none() {
+        // No comment can open or close: only whitespace to drop.
+        tmp.extend(norm.iter().copied().filter(|&b| !is_space(b)));
+    } else {
+        remove_comments(norm, &mut tmp, false);
+        tmp.retain(|&b| !is_space(b));
+    }
     Cow::Owned(tmp)
 }
 
