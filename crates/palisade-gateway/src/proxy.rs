@@ -45,13 +45,16 @@ pub enum Listener {
     Tls,
 }
 
+/// One per listener and worker thread: a worker's proxies share its `InFlight`; every proxy
+/// shares the generation.
 pub struct EdgeProxy {
     pub listener: Listener,
     pub generation: Arc<ArcSwap<Generation>>,
     pub inflight: Arc<InFlight>,
 }
 
-/// Requests between `new_ctx` and the end of `logging`, so shutdown can wait for them.
+/// Requests between `new_ctx` and the end of `logging`, so shutdown can wait for them (one per
+/// worker thread, so that requests on different threads never write the same counter).
 #[derive(Default)]
 pub struct InFlight {
     count: std::sync::atomic::AtomicUsize,
