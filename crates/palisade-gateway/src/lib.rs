@@ -149,32 +149,45 @@ struct ProxyParts {
 }
 
 impl ProxyParts {
-    fn proxy(&self, listener: Listener, inflight: &Arc<proxy::InFlight>) -> EdgeProxy {
+    fn proxy(
+        &self,
+        listener: Listener,
+        worker: usize,
+        inflight: &Arc<proxy::InFlight>,
+    ) -> EdgeProxy {
         EdgeProxy {
             listener,
             generation: self.generation.clone(),
             inflight: inflight.clone(),
+            worker_requests: metrics::metrics()
+                .map(|m| m.worker_requests.with_label_values(&[&worker.to_string()])),
         }
     }
 
-    /// A worker's service for the plain listener, whose socket the fd table names `key`.
-    fn plain_service(&self, inflight: &Arc<proxy::InFlight>, key: &str) -> ProxyService {
-        let proxy = self.proxy(Listener::Plain, inflight);
+    /// Worker `worker`'s service for the plain listener, whose socket the fd table names `key`.
+    fn plain_service(
+        &self,
+        worker: usize,
+        inflight: &Arc<proxy::InFlight>,
+        key: &str,
+    ) -> ProxyService {
+        let proxy = self.proxy(Listener::Plain, worker, inflight);
         let mut svc =
             pingora::proxy::http_proxy_service_with_name(&self.conf, proxy, "palisade-http");
         svc.add_listener(ListenerConfig::tcp(key).l4_buffer(l4_buffer()));
         svc
     }
 
-    /// A worker's service for the TLS listener; certificates come from the shared
+    /// Worker `worker`'s service for the TLS listener; certificates come from the shared
     /// `resolver`, so a certificate reload reaches every worker at once.
     fn tls_service(
         &self,
+        worker: usize,
         inflight: &Arc<proxy::InFlight>,
         key: &str,
         resolver: &Arc<SniResolver>,
     ) -> Result<ProxyService, GatewayError> {
-        let proxy = self.proxy(Listener::Tls, inflight);
+        let proxy = self.proxy(Listener::Tls, worker, inflight);
         let mut svc =
             pingora::proxy::http_proxy_service_with_name(&self.conf, proxy, "palisade-https");
         let mut settings =
@@ -258,13 +271,13 @@ impl Gateway {
             let mut plan = worker::Plan::new(index);
             if let (Some(addr), Some(socket)) = (addrs.http, http_sockets.next()) {
                 let key = addr.to_string();
-                plan.serve(parts.plain_service(&inflight, &key), key, socket);
+                plan.serve(parts.plain_service(index, &inflight, &key), key, socket);
             }
             if let (Some(addr), Some(socket), Some(resolver)) =
                 (addrs.https, https_sockets.next(), &resolver)
             {
                 let key = addr.to_string();
-                let svc = parts.tls_service(&inflight, &key, resolver)?;
+                let svc = parts.tls_service(index, &inflight, &key, resolver)?;
                 plan.serve(svc, key, socket);
             }
             if plan.is_empty() {

@@ -45,12 +45,14 @@ pub enum Listener {
     Tls,
 }
 
-/// One per listener and worker thread: a worker's proxies share its `InFlight`; every proxy
-/// shares the generation.
+/// One per listener and worker thread: a worker's proxies share its `InFlight` and its request
+/// counter; every proxy shares the generation.
 pub struct EdgeProxy {
     pub listener: Listener,
     pub generation: Arc<ArcSwap<Generation>>,
     pub inflight: Arc<InFlight>,
+    /// `palisade_worker_requests_total` for this proxy's worker.
+    pub worker_requests: Option<prometheus::IntCounter>,
 }
 
 /// Requests between `new_ctx` and the end of `logging`, so shutdown can wait for them (one per
@@ -895,6 +897,9 @@ impl ProxyHttp for EdgeProxy {
             m.requests
                 .with_label_values(&[site, ctx.action.as_str(), status_class(status)])
                 .inc();
+        }
+        if let Some(c) = &self.worker_requests {
+            c.inc();
         }
         if !crate::logging::access_log_enabled() {
             return;
