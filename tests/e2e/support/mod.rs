@@ -248,6 +248,11 @@ impl Gateway {
     /// Scrape `/metrics` until it contains `sample` (requests are counted in Pingora's logging
     /// phase, which runs just after the response is sent), then return the scrape.
     pub async fn metrics_with(&self, sample: &str) -> String {
+        self.metrics_until(sample, |m| m.contains(sample)).await
+    }
+
+    /// Scrape `/metrics` until `done` holds for the scrape (`what` names it if it never does).
+    pub async fn metrics_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
         loop {
             let m = reqwest::get(format!("http://{}/metrics", self.admin))
@@ -256,12 +261,12 @@ impl Gateway {
                 .text()
                 .await
                 .unwrap();
-            if m.contains(sample) {
+            if done(&m) {
                 return m;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "no `{sample}` in:\n{m}"
+                "no `{what}` in:\n{m}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
