@@ -187,3 +187,51 @@ async fn sigterm_waits_for_requests_in_flight_on_any_worker() {
         assert!(gw.exited().await.success());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_returning_client_resumes_its_tls_session_on_any_worker() {
+    use rustls::HandshakeKind;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let shop = Upstream::start("shop").await;
+    let pki = Pki::new();
+    let gw = Gateway::start(&pki, &shop_config(&[shop.addr], "")).await;
+
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        // One client config, so one session cache: what a browser remembers between visits.
+        let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(pki.roots())
+        .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+
+        // Every visit is a new connection (a new source port: the kernel picks a worker for
+        // each); after the first, every one resumes the session instead of a full handshake.
+        let mut kinds = Vec::new();
+        for _ in 0..CONNECTIONS / 2 {
+            let tcp = tokio::net::TcpStream::connect(gw.https).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("shop.test").unwrap();
+            let mut stream = connector.connect(name, tcp).await.unwrap();
+            kinds.push(stream.get_ref().1.handshake_kind());
+            // A whole request and response, so that TLS 1.3's session tickets arrive too.
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: shop.test\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut response = Vec::new();
+            stream.read_to_end(&mut response).await.unwrap();
+            assert!(response.starts_with(b"HTTP/1.1 200"), "{version:?}");
+        }
+        assert_eq!(kinds[0], Some(HandshakeKind::Full), "{version:?}");
+        assert!(
+            kinds[1..]
+                .iter()
+                .all(|k| *k == Some(HandshakeKind::Resumed)),
+            "{version:?}: {kinds:?}"
+        );
+    }
+}

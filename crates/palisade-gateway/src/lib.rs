@@ -36,9 +36,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use palisade_config::{Config, ConfigError, Diagnostic};
 use pingora::apps::http_app::HttpServer;
-use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Fds, ListenFds};
 use pingora::services::listening::Service as ListeningService;
@@ -138,14 +138,15 @@ fn bind_admin(addr: SocketAddr) -> Result<(SocketAddr, std::net::TcpListener), G
     Ok((bound, listener))
 }
 
-/// A proxy listener's Pingora service: one per listener and worker.
-type ProxyService = ListeningService<pingora::proxy::HttpProxy<EdgeProxy>>;
+/// The plain listener's Pingora service: one per worker.
+type PlainService = ListeningService<HttpProxy<EdgeProxy>>;
+/// The TLS listener's Pingora service: one per worker, all with the same rustls config.
+type TlsService = ListeningService<tls::TlsTerminator<HttpProxy<EdgeProxy>>>;
 
 /// What every worker's proxy services are built from (all shared, all thread-safe).
 struct ProxyParts {
     conf: Arc<ServerConf>,
     generation: Arc<ArcSwap<Generation>>,
-    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 }
 
 impl ProxyParts {
@@ -170,7 +171,7 @@ impl ProxyParts {
         worker: usize,
         inflight: &Arc<proxy::InFlight>,
         key: &str,
-    ) -> ProxyService {
+    ) -> PlainService {
         let proxy = self.proxy(Listener::Plain, worker, inflight);
         let mut svc =
             pingora::proxy::http_proxy_service_with_name(&self.conf, proxy, "palisade-http");
@@ -178,36 +179,25 @@ impl ProxyParts {
         svc
     }
 
-    /// Worker `worker`'s service for the TLS listener; certificates come from the shared
-    /// `resolver`, so a certificate reload reaches every worker at once.
+    /// Worker `worker`'s service for the TLS listener: the TCP connections Pingora accepts get
+    /// their handshake with `tls_config`, the one every worker shares (one session cache; the
+    /// certificates come from the shared resolver, so a reload reaches every worker at once).
     fn tls_service(
         &self,
         worker: usize,
         inflight: &Arc<proxy::InFlight>,
         key: &str,
-        resolver: &Arc<SniResolver>,
-    ) -> Result<ProxyService, GatewayError> {
-        let proxy = self.proxy(Listener::Tls, worker, inflight);
-        let mut svc =
-            pingora::proxy::http_proxy_service_with_name(&self.conf, proxy, "palisade-https");
-        let mut settings =
-            TlsSettings::with_callbacks(Box::new(tls::HandshakeCounter)).map_err(|e| {
-                GatewayError::Certificates(palisade_config::tls::CertError::BadCertificate {
-                    path: PathBuf::new(),
-                    reason: e.to_string(),
-                })
-            })?;
-        settings.set_cert_resolver(resolver.clone());
-        if let Some(verifier) = &self.client_verifier {
-            settings.set_client_cert_verifier(verifier.clone());
-        }
-        settings.enable_h2();
-        svc.add_listener(
-            ListenerConfig::tcp(key)
-                .tls(settings)
-                .l4_buffer(l4_buffer()),
+        tls_config: &Arc<rustls::ServerConfig>,
+    ) -> TlsService {
+        let mut proxy = HttpProxy::new(
+            self.proxy(Listener::Tls, worker, inflight),
+            self.conf.clone(),
         );
-        Ok(svc)
+        proxy.handle_init_modules();
+        let app = tls::TlsTerminator::new(tls_config.clone(), proxy);
+        let mut svc = ListeningService::new("palisade-https".into(), app);
+        svc.add_listener(ListenerConfig::tcp(key).l4_buffer(l4_buffer()));
+        svc
     }
 }
 
@@ -252,13 +242,27 @@ impl Gateway {
         } else {
             None
         };
+        let tls_config = match &resolver {
+            Some(resolver) => {
+                let verifier = config
+                    .tls
+                    .client_ca
+                    .as_deref()
+                    .map(tls::client_verifier)
+                    .transpose()?;
+                let tls_config = tls::server_config(resolver.clone(), verifier).map_err(|e| {
+                    palisade_config::tls::CertError::BadCertificate {
+                        path: PathBuf::new(),
+                        reason: e.to_string(),
+                    }
+                })?;
+                Some(tls_config)
+            }
+            None => None,
+        };
         let parts = ProxyParts {
             conf: Arc::new(ServerConf::default()),
             generation: generation.clone(),
-            client_verifier: match (&config.tls.client_ca, &resolver) {
-                (Some(ca), Some(_)) => Some(tls::client_verifier(ca)?),
-                _ => None,
-            },
         };
 
         // Worker n serves the n-th socket of each listener with services of its own. The fd
@@ -273,11 +277,11 @@ impl Gateway {
                 let key = addr.to_string();
                 plan.serve(parts.plain_service(index, &inflight, &key), key, socket);
             }
-            if let (Some(addr), Some(socket), Some(resolver)) =
-                (addrs.https, https_sockets.next(), &resolver)
+            if let (Some(addr), Some(socket), Some(tls_config)) =
+                (addrs.https, https_sockets.next(), &tls_config)
             {
                 let key = addr.to_string();
-                let svc = parts.tls_service(index, &inflight, &key, resolver)?;
+                let svc = parts.tls_service(index, &inflight, &key, tls_config);
                 plan.serve(svc, key, socket);
             }
             if plan.is_empty() {

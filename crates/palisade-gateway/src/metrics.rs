@@ -350,34 +350,3 @@ pub fn render() -> String {
     }
     String::from_utf8(buf).unwrap_or_default()
 }
-
-/// Counts TLS handshake failures from Pingora's listener, which reports them only as a log
-/// record (`Downstream handshake error …`): a `tracing` layer watching that one target.
-pub struct HandshakeFailureLayer;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for HandshakeFailureLayer {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        struct Msg(bool);
-        impl tracing::field::Visit for Msg {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" {
-                    self.0 = format!("{value:?}").starts_with("Downstream handshake");
-                }
-            }
-        }
-        let mut msg = Msg(false);
-        event.record(&mut msg);
-        if msg.0 {
-            if let Some(m) = metrics() {
-                m.tls_handshake_failures.inc();
-            }
-        }
-    }
-}
-
-/// The target Pingora's listener logs handshake failures under.
-pub const PINGORA_LISTENER_TARGET: &str = "pingora_core::services::listening";

@@ -56,12 +56,18 @@ impl Pki {
         issued
     }
 
-    /// A rustls client config trusting the test CA, offering `alpn`.
-    pub fn client_tls(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    /// The test CA, as the only root a client trusts.
+    pub fn roots(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(rustls::pki_types::CertificateDer::from(self.ca.cert_der()))
             .unwrap();
+        roots
+    }
+
+    /// A rustls client config trusting the test CA, offering `alpn`.
+    pub fn client_tls(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
+        let roots = self.roots();
         let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -332,10 +338,7 @@ impl ClientBuilder {
             .unwrap()
             .unwrap();
         let alpn = self.tls.alpn_protocols.clone();
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(rustls::pki_types::CertificateDer::from(pki.ca.cert_der()))
-            .unwrap();
+        let roots = pki.roots();
         let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
