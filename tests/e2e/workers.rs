@@ -1,6 +1,7 @@
 //! Worker threads: with `threads = 2` (as in every test config) both workers serve, since the
 //! kernel spreads the connections over their sockets; a reload reaches every one of them
-//! mid-load; and a stop waits for requests in flight on any of them.
+//! mid-load; a stop waits for requests in flight on any of them; and a returning TLS client
+//! resumes its session whichever worker its new connection lands on.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
