@@ -43,7 +43,8 @@ pub fn run(args: DemoArgs) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    let rt = match crate::runtime(2) {
+    // The shop runs on the control runtime beside the gateway's control tasks: two threads.
+    let rt = match crate::control_runtime(2) {
         Ok(rt) => rt,
         Err(code) => return code,
     };

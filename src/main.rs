@@ -98,21 +98,24 @@ fn run(path: &std::path::Path) -> ExitCode {
     for w in &loaded.warnings {
         tracing::warn!(event = "config_warning", "{w}");
     }
-    let threads = loaded.config.server.threads;
     let grace = loaded.config.server.shutdown_grace;
-    let rt = match runtime(threads) {
+    let rt = match control_runtime(1) {
         Ok(rt) => rt,
         Err(code) => return code,
     };
     rt.block_on(serve(loaded.config, Some(path.to_path_buf()), grace))
 }
 
-/// The multi-threaded runtime the gateway (and, in the demo, the shop) runs on.
-fn runtime(threads: usize) -> Result<tokio::runtime::Runtime, ExitCode> {
+/// The control runtime: signals, reloads, the admin listener, health checks, the certificate
+/// watcher and the cluster link (and, in the demo, the shop). Requests are not served here but
+/// on the gateway's `server.threads` worker threads, each with a runtime of its own. `workers`
+/// threads run its tasks; `block_on` runs the signal loop and reloads beside them, so a slow
+/// reload never holds up a health check or the admin listener.
+pub(crate) fn control_runtime(workers: usize) -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+        .worker_threads(workers)
         .enable_all()
-        .thread_name("palisade")
+        .thread_name("palisade-control")
         .build()
         .map_err(|e| {
             eprintln!("palisade: cannot start the runtime: {e}");

@@ -14,3 +14,4 @@ mod metrics;
 mod tls;
 mod upstreams;
 mod waf;
+mod workers;

@@ -82,9 +82,21 @@ async fn metrics_count_allowed_redirected_rejected_and_failed_requests() {
     let mut sink = Vec::new();
     let _ = tcp.read_to_end(&mut sink).await;
 
-    // Requests are counted in the logging phase, just after each response: wait for the last.
+    // Requests are counted in the logging phase, just after each response, and a failed
+    // handshake when Pingora logs it, just after closing the connection. Each worker thread
+    // counts its own connections, in its own time: wait for every one.
+    for sample in [
+        "palisade_requests_total{action=\"allow\",site=\"shop\",status_class=\"2xx\"} 3",
+        "palisade_requests_total{action=\"redirect\",site=\"shop\",status_class=\"3xx\"} 1",
+        "palisade_requests_total{action=\"reject\",site=\"-\",status_class=\"4xx\"} 1",
+        "palisade_requests_total{action=\"upstream_error\",site=\"down\",status_class=\"5xx\"} 1",
+    ] {
+        gw.metrics_with(sample).await;
+    }
     let m = gw
-        .metrics_with("palisade_requests_total{action=\"upstream_error\",site=\"down\",status_class=\"5xx\"} 1")
+        .metrics_until("a failed handshake", |m| {
+            value(m, "palisade_tls_handshake_failures_total") >= 1.0
+        })
         .await;
 
     assert_eq!(

@@ -1,10 +1,16 @@
 //! Palisade's gateway: the config, the TLS store and the hardening engine wired into Pingora.
 //!
 //! The key design decision: Palisade binds its listening sockets itself and hands the file
-//! descriptors to Pingora's services, which run on Palisade's own tokio runtime. That is what lets
-//! it listen on port 0 and report the real addresses (tests, `palisade demo`), reload config and
-//! certificates on SIGHUP without a restart, and drain cleanly on Ctrl-C/SIGTERM, while every
+//! descriptors to Pingora's services, which run on Palisade's own tokio runtimes. That is what
+//! lets it listen on port 0 and report the real addresses (tests, `palisade demo`), reload config
+//! and certificates on SIGHUP without a restart, and drain cleanly on Ctrl-C/SIGTERM, while every
 //! request still goes through Pingora's HTTP/1.1, h2 and rustls stacks.
+//!
+//! The proxy listeners are served by `server.threads` [`worker`] threads, each a current-thread
+//! runtime with its own Pingora services on its own `SO_REUSEPORT` socket (the nginx worker
+//! model); the admin listener and everything that is not request serving (signals, reloads,
+//! health checks, the certificate watcher, the cluster link) stay on the control runtime
+//! [`Gateway::start`] is called from.
 //!
 //! A config is compiled into a [`site::Generation`] held in an `ArcSwap`; a reload builds the
 //! next generation beside the running one and swaps it in only when it is complete, so a bad
@@ -18,6 +24,7 @@ pub mod proxy;
 pub mod site;
 pub mod tls;
 pub mod waf;
+mod worker;
 
 use std::net::SocketAddr;
 use std::os::fd::IntoRawFd;
@@ -29,9 +36,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use palisade_config::{Config, ConfigError, Diagnostic};
 use pingora::apps::http_app::HttpServer;
-use pingora::listeners::tls::TlsSettings;
 use pingora::listeners::ListenerConfig;
 use pingora::protocols::l4::stream::L4BufferSettings;
+use pingora::proxy::HttpProxy;
 use pingora::server::configuration::ServerConf;
 use pingora::server::{Fds, ListenFds};
 use pingora::services::listening::Service as ListeningService;
@@ -56,10 +63,19 @@ pub enum GatewayError {
     Build(#[from] site::BuildError),
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error("cannot start worker thread {index}: {source}")]
+    Worker {
+        index: usize,
+        source: std::io::Error,
+    },
 }
 
 /// After the last in-flight request, how long connections get to write their final bytes.
 const FLUSH_GRACE: Duration = Duration::from_millis(250);
+
+/// Once the shutdown grace is over, how long the worker threads get at least to drop their
+/// runtimes (closing the connections left) and end.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// The addresses the gateway actually listens on (port 0 resolved).
 #[derive(Debug, Clone, Copy)]
@@ -88,10 +104,14 @@ pub struct Gateway {
     generation: Arc<ArcSwap<Generation>>,
     resolver: Option<Arc<SniResolver>>,
     shutdown_tx: watch::Sender<bool>,
-    services: Vec<JoinHandle<()>>,
+    /// The worker threads serving the proxy listeners (none if both are off).
+    workers: Vec<worker::Worker>,
+    /// The admin listener's service, on the control runtime.
+    admin: Option<JoinHandle<()>>,
     watcher: Option<JoinHandle<()>>,
     draining: Arc<AtomicBool>,
-    inflight: Arc<proxy::InFlight>,
+    /// `server.threads` as started (a reload cannot change it).
+    threads: usize,
     next_generation: AtomicU64,
     /// Reload and the certificate watcher both swap certificates; one at a time.
     reload_lock: tokio::sync::Mutex<()>,
@@ -105,48 +125,106 @@ fn l4_buffer() -> L4BufferSettings {
     L4BufferSettings::default().write(16 * 1024)
 }
 
-fn bind(
-    what: &'static str,
-    addr: SocketAddr,
-    fds: &mut Fds,
-) -> Result<(SocketAddr, String), GatewayError> {
-    let err = |source| GatewayError::Bind { what, addr, source };
+/// The admin listener's socket: one, served on the control runtime.
+fn bind_admin(addr: SocketAddr) -> Result<(SocketAddr, std::net::TcpListener), GatewayError> {
+    let err = |source| GatewayError::Bind {
+        what: "admin",
+        addr,
+        source,
+    };
     let listener = std::net::TcpListener::bind(addr).map_err(err)?;
     listener.set_nonblocking(true).map_err(err)?;
     let bound = listener.local_addr().map_err(err)?;
-    let key = bound.to_string();
-    // Pingora adopts an already-bound socket when its address is in the fd table.
-    fds.add(key.clone(), listener.into_raw_fd());
-    Ok((bound, key))
+    Ok((bound, listener))
+}
+
+/// The plain listener's Pingora service: one per worker.
+type PlainService = ListeningService<HttpProxy<EdgeProxy>>;
+/// The TLS listener's Pingora service: one per worker, all with the same rustls config.
+type TlsService = ListeningService<tls::TlsTerminator<HttpProxy<EdgeProxy>>>;
+
+/// What every worker's proxy services are built from (all shared, all thread-safe).
+struct ProxyParts {
+    conf: Arc<ServerConf>,
+    generation: Arc<ArcSwap<Generation>>,
+}
+
+impl ProxyParts {
+    fn proxy(
+        &self,
+        listener: Listener,
+        worker: usize,
+        inflight: &Arc<proxy::InFlight>,
+    ) -> EdgeProxy {
+        EdgeProxy {
+            listener,
+            generation: self.generation.clone(),
+            inflight: inflight.clone(),
+            worker_requests: metrics::metrics()
+                .map(|m| m.worker_requests.with_label_values(&[&worker.to_string()])),
+        }
+    }
+
+    /// Worker `worker`'s service for the plain listener, whose socket the fd table names `key`.
+    fn plain_service(
+        &self,
+        worker: usize,
+        inflight: &Arc<proxy::InFlight>,
+        key: &str,
+    ) -> PlainService {
+        let proxy = self.proxy(Listener::Plain, worker, inflight);
+        let mut svc =
+            pingora::proxy::http_proxy_service_with_name(&self.conf, proxy, "palisade-http");
+        svc.add_listener(ListenerConfig::tcp(key).l4_buffer(l4_buffer()));
+        svc
+    }
+
+    /// Worker `worker`'s service for the TLS listener: the TCP connections Pingora accepts get
+    /// their handshake with `tls_config`, the one every worker shares (one session cache; the
+    /// certificates come from the shared resolver, so a reload reaches every worker at once).
+    fn tls_service(
+        &self,
+        worker: usize,
+        inflight: &Arc<proxy::InFlight>,
+        key: &str,
+        tls_config: &Arc<rustls::ServerConfig>,
+    ) -> TlsService {
+        let mut proxy = HttpProxy::new(
+            self.proxy(Listener::Tls, worker, inflight),
+            self.conf.clone(),
+        );
+        proxy.handle_init_modules();
+        let app = tls::TlsTerminator::new(tls_config.clone(), proxy);
+        let mut svc = ListeningService::new("palisade-https".into(), app);
+        svc.add_listener(ListenerConfig::tcp(key).l4_buffer(l4_buffer()));
+        svc
+    }
 }
 
 impl Gateway {
-    /// Bind the listeners, load certificates, compile the config and start serving.
-    /// Must be called from within a multi-threaded tokio runtime.
+    /// Bind the listeners, load certificates, compile the config, start the worker threads and
+    /// return once every one of them serves. Must be called from within the control runtime (a
+    /// multi-threaded tokio runtime): the admin listener, health checks, the certificate watcher
+    /// and the cluster link are spawned on it.
     pub async fn start(config: Config) -> Result<Gateway, GatewayError> {
         let config = Arc::new(config);
-        let mut fds = Fds::new();
+        let threads = config.server.threads.max(1);
         let http = config
             .server
             .http
-            .map(|a| bind("http", a, &mut fds))
+            .map(|a| worker::bind_group("http", a, threads))
             .transpose()?;
         let https = config
             .server
             .https
-            .map(|a| bind("https", a, &mut fds))
+            .map(|a| worker::bind_group("https", a, threads))
             .transpose()?;
-        let admin = config
-            .server
-            .admin
-            .map(|a| bind("admin", a, &mut fds))
-            .transpose()?;
+        let admin = config.server.admin.map(bind_admin).transpose()?;
         let addrs = BoundAddrs {
-            http: http.as_ref().map(|b| b.0),
-            https: https.as_ref().map(|b| b.0),
+            http: http.as_ref().map(|g| g.addr),
+            https: https.as_ref().map(|g| g.addr),
             admin: admin.as_ref().map(|b| b.0),
         };
-        let fds: ListenFds = Arc::new(parking_lot::Mutex::new(fds));
 
         let https_port = addrs.https.map(|a| a.port()).unwrap_or(443);
         let limits_state = limits::LimitsState::new(&config).map_err(site::BuildError::from)?;
@@ -158,73 +236,89 @@ impl Gateway {
         )?));
         let draining = Arc::new(AtomicBool::new(false));
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let conf = Arc::new(ServerConf::default());
-        let inflight = Arc::new(proxy::InFlight::default());
-        let mut services = Vec::new();
 
         let resolver = if https.is_some() {
             Some(Arc::new(SniResolver::new(CertStore::load(&config.tls)?)))
         } else {
             None
         };
-
-        if let Some((_, key)) = &http {
-            let proxy = EdgeProxy {
-                listener: Listener::Plain,
-                generation: generation.clone(),
-                inflight: inflight.clone(),
-            };
-            let mut svc =
-                pingora::proxy::http_proxy_service_with_name(&conf, proxy, "palisade-http");
-            svc.add_listener(ListenerConfig::tcp(key.as_str()).l4_buffer(l4_buffer()));
-            services.push(spawn_service(svc, fds.clone(), shutdown_rx.clone()));
-        }
-        if let (Some((_, key)), Some(resolver)) = (&https, &resolver) {
-            let proxy = EdgeProxy {
-                listener: Listener::Tls,
-                generation: generation.clone(),
-                inflight: inflight.clone(),
-            };
-            let mut svc =
-                pingora::proxy::http_proxy_service_with_name(&conf, proxy, "palisade-https");
-            let mut settings = TlsSettings::with_callbacks(Box::new(tls::HandshakeCounter))
-                .map_err(|e| {
-                    GatewayError::Certificates(palisade_config::tls::CertError::BadCertificate {
+        let tls_config = match &resolver {
+            Some(resolver) => {
+                let verifier = config
+                    .tls
+                    .client_ca
+                    .as_deref()
+                    .map(tls::client_verifier)
+                    .transpose()?;
+                let tls_config = tls::server_config(resolver.clone(), verifier).map_err(|e| {
+                    palisade_config::tls::CertError::BadCertificate {
                         path: PathBuf::new(),
                         reason: e.to_string(),
-                    })
+                    }
                 })?;
-            settings.set_cert_resolver(resolver.clone());
-            if let Some(ca) = &config.tls.client_ca {
-                settings.set_client_cert_verifier(tls::client_verifier(ca)?);
+                Some(tls_config)
             }
-            settings.enable_h2();
-            svc.add_listener(
-                ListenerConfig::tcp(key.as_str())
-                    .tls(settings)
-                    .l4_buffer(l4_buffer()),
-            );
-            services.push(spawn_service(svc, fds.clone(), shutdown_rx.clone()));
+            None => None,
+        };
+        let parts = ProxyParts {
+            conf: Arc::new(ServerConf::default()),
+            generation: generation.clone(),
+        };
+
+        // Worker n serves the n-th socket of each listener with services of its own. The fd
+        // tables name a socket by the address it is bound to.
+        let mut http_sockets = http.map(|g| g.sockets).unwrap_or_default().into_iter();
+        let mut https_sockets = https.map(|g| g.sockets).unwrap_or_default().into_iter();
+        let mut workers = Vec::with_capacity(threads);
+        for index in 0..threads {
+            let inflight = Arc::new(proxy::InFlight::default());
+            let mut plan = worker::Plan::new(index);
+            if let (Some(addr), Some(socket)) = (addrs.http, http_sockets.next()) {
+                let key = addr.to_string();
+                plan.serve(parts.plain_service(index, &inflight, &key), key, socket);
+            }
+            if let (Some(addr), Some(socket), Some(tls_config)) =
+                (addrs.https, https_sockets.next(), &tls_config)
+            {
+                let key = addr.to_string();
+                let svc = parts.tls_service(index, &inflight, &key, tls_config);
+                plan.serve(svc, key, socket);
+            }
+            if plan.is_empty() {
+                break;
+            }
+            workers.push(worker::Worker::spawn(plan, inflight, shutdown_rx.clone())?);
         }
-        if let Some((_, key)) = &admin {
+        // `ready` is announced once this returns: every worker must serve by then.
+        for w in &mut workers {
+            w.serving().await?;
+        }
+
+        let admin = admin.map(|(addr, socket)| {
             let app = admin::AdminApp {
                 generation: generation.clone(),
                 draining: draining.clone(),
             };
             let mut svc = ListeningService::new("palisade-admin".into(), HttpServer::new_app(app));
-            svc.add_tcp(key);
-            services.push(spawn_service(svc, fds.clone(), shutdown_rx.clone()));
-        }
+            let key = addr.to_string();
+            svc.add_tcp(&key);
+            // Pingora adopts an already-bound socket when its address is in the fd table.
+            let mut fds = Fds::new();
+            fds.add(key, socket.into_raw_fd());
+            let fds: ListenFds = Arc::new(parking_lot::Mutex::new(fds));
+            spawn_service(svc, fds, shutdown_rx.clone())
+        });
 
         let mut gw = Gateway {
             addrs,
             generation,
             resolver,
             shutdown_tx,
-            services,
+            workers,
+            admin,
             watcher: None,
             draining,
-            inflight,
+            threads,
             next_generation: AtomicU64::new(2),
             reload_lock: tokio::sync::Mutex::new(()),
         };
@@ -293,6 +387,13 @@ impl Gateway {
                 "listener addresses changed in the config: they take effect after a restart"
             );
         }
+        if new.server.threads != self.threads {
+            tracing::warn!(
+                event = "config_threads_unchanged",
+                running = self.threads,
+                "server.threads changed in the config: it takes effect after a restart"
+            );
+        }
         let store = match (&self.resolver, new.server.https) {
             (Some(_), Some(_)) => {
                 Some(CertStore::load(&new.tls).map_err(ReloadError::Certificates)?)
@@ -310,39 +411,57 @@ impl Gateway {
         Ok(id)
     }
 
-    /// Stop accepting, let in-flight requests finish for up to `grace`, then return.
+    /// Stop accepting on every worker and the admin listener, let in-flight requests on every
+    /// worker finish for up to `grace`, then stop the worker threads (closing what is left) and
+    /// return. Only stopping the threads may run past `grace`, by at most [`STOP_GRACE`].
     pub async fn shutdown(mut self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
         self.draining.store(true, Ordering::Relaxed);
         if let Some(w) = self.watcher.take() {
             w.abort();
         }
         let _ = self.shutdown_tx.send(true);
-        let services = std::mem::take(&mut self.services);
-        let inflight = self.inflight.clone();
-        let all = async move {
-            futures_join(services).await;
-            inflight.wait_idle().await;
+        let mut workers = std::mem::take(&mut self.workers);
+        let admin = self.admin.take();
+        let drained = async {
+            for w in &mut workers {
+                w.drained().await;
+            }
+            if let Some(admin) = admin {
+                let _ = admin.await;
+            }
+            for w in &workers {
+                w.inflight.wait_idle().await;
+            }
             // A finished request's last bytes may still sit in its connection task (h2 frames
             // are written by the connection driver): let them reach the socket before the
-            // runtime goes away.
+            // worker runtimes go away.
             tokio::time::sleep(FLUSH_GRACE).await;
         };
-        if tokio::time::timeout(grace, all).await.is_err() {
+        if tokio::time::timeout_at(deadline, drained).await.is_err() {
             tracing::warn!(
                 event = "shutdown_timeout",
                 "grace period over: closing remaining connections"
             );
         }
+        let by = deadline.max(tokio::time::Instant::now() + STOP_GRACE);
+        for w in &mut workers {
+            w.request_stop();
+        }
+        for w in workers {
+            let index = w.index;
+            if !w.join(by).await {
+                tracing::warn!(
+                    event = "worker_stop_timeout",
+                    worker = index,
+                    "a worker thread did not stop in time; it ends with the process"
+                );
+            }
+        }
     }
 
     pub fn generation(&self) -> u64 {
         self.generation.load().id
-    }
-}
-
-async fn futures_join(handles: Vec<JoinHandle<()>>) {
-    for h in handles {
-        let _ = h.await;
     }
 }
 

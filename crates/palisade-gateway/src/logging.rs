@@ -18,15 +18,12 @@ use palisade_redact::{RedactingMakeWriter, Redactor};
 use std::fmt::Write as _;
 
 use tracing::field::{Field, Visit};
-use tracing_subscriber::filter::Targets;
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields};
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::{EnvFilter, Registry};
-
-use crate::metrics::{HandshakeFailureLayer, PINGORA_LISTENER_TARGET};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoggingError {
@@ -117,12 +114,8 @@ where
                     ))
                     .with_filter(filter),
             )
-            .with(counting())
             .try_init(),
-        LogFormat::Text => Registry::default()
-            .with(fmt.with_filter(filter))
-            .with(counting())
-            .try_init(),
+        LogFormat::Text => Registry::default().with(fmt.with_filter(filter)).try_init(),
     };
 }
 
@@ -280,15 +273,6 @@ fn write_u64(w: &mut format::Writer<'_>, mut n: u64) -> std::fmt::Result {
     }
     // Only ASCII digits were written.
     w.write_str(std::str::from_utf8(&buf[i..]).map_err(|_| std::fmt::Error)?)
-}
-
-/// Counts TLS handshake failures whatever the log level says.
-fn counting<S>() -> impl tracing_subscriber::Layer<S>
-where
-    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
-{
-    HandshakeFailureLayer
-        .with_filter(Targets::new().with_target(PINGORA_LISTENER_TARGET, tracing::Level::ERROR))
 }
 
 /// The writer thread wakes this often to write what has accumulated (nginx's `flush=` idea):

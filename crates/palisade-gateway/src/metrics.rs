@@ -1,8 +1,9 @@
 //! Threat and health metrics for Prometheus, served on the admin listener at `/metrics`.
 //!
 //! Every label is bounded by the config or by code: site and certificate names come from the
-//! config file, `action`, `status_class`, `kind`, `reason` and `result` are fixed sets. No
-//! label ever carries an IP, a path, a header value or anything a client chose.
+//! config file, `worker` is a number below `server.threads`, `action`, `status_class`, `kind`,
+//! `reason` and `result` are fixed sets. No label ever carries an IP, a path, a header value or
+//! anything a client chose.
 
 use std::sync::OnceLock;
 
@@ -56,6 +57,7 @@ impl Action {
 pub struct Metrics {
     pub registry: Registry,
     pub requests: IntCounterVec,
+    pub worker_requests: IntCounterVec,
     pub https_redirects: IntCounterVec,
     pub tls_handshakes: IntCounter,
     pub tls_handshake_failures: IntCounter,
@@ -87,6 +89,13 @@ fn build() -> Result<Metrics, prometheus::Error> {
             "Requests by site, what Palisade did, and response status class.",
         ),
         &["site", "action", "status_class"],
+    )?;
+    let worker_requests = IntCounterVec::new(
+        Opts::new(
+            "palisade_worker_requests_total",
+            "Requests served by each worker thread (0 to server.threads - 1): how the kernel spread the connections over the workers.",
+        ),
+        &["worker"],
     )?;
     let https_redirects = IntCounterVec::new(
         Opts::new(
@@ -228,6 +237,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
         .with_label_values(&[env!("CARGO_PKG_VERSION")])
         .set(1);
     registry.register(Box::new(requests.clone()))?;
+    registry.register(Box::new(worker_requests.clone()))?;
     registry.register(Box::new(https_redirects.clone()))?;
     registry.register(Box::new(tls_handshakes.clone()))?;
     registry.register(Box::new(tls_handshake_failures.clone()))?;
@@ -258,6 +268,7 @@ fn build() -> Result<Metrics, prometheus::Error> {
     Ok(Metrics {
         registry,
         requests,
+        worker_requests,
         https_redirects,
         tls_handshakes,
         tls_handshake_failures,
@@ -339,34 +350,3 @@ pub fn render() -> String {
     }
     String::from_utf8(buf).unwrap_or_default()
 }
-
-/// Counts TLS handshake failures from Pingora's listener, which reports them only as a log
-/// record (`Downstream handshake error …`): a `tracing` layer watching that one target.
-pub struct HandshakeFailureLayer;
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for HandshakeFailureLayer {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        struct Msg(bool);
-        impl tracing::field::Visit for Msg {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                if field.name() == "message" {
-                    self.0 = format!("{value:?}").starts_with("Downstream handshake");
-                }
-            }
-        }
-        let mut msg = Msg(false);
-        event.record(&mut msg);
-        if msg.0 {
-            if let Some(m) = metrics() {
-                m.tls_handshake_failures.inc();
-            }
-        }
-    }
-}
-
-/// The target Pingora's listener logs handshake failures under.
-pub const PINGORA_LISTENER_TARGET: &str = "pingora_core::services::listening";

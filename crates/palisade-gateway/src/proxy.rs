@@ -45,13 +45,18 @@ pub enum Listener {
     Tls,
 }
 
+/// One per listener and worker thread: a worker's proxies share its `InFlight` and its request
+/// counter; every proxy shares the generation.
 pub struct EdgeProxy {
     pub listener: Listener,
     pub generation: Arc<ArcSwap<Generation>>,
     pub inflight: Arc<InFlight>,
+    /// `palisade_worker_requests_total` for this proxy's worker.
+    pub worker_requests: Option<prometheus::IntCounter>,
 }
 
-/// Requests between `new_ctx` and the end of `logging`, so shutdown can wait for them.
+/// Requests between `new_ctx` and the end of `logging`, so shutdown can wait for them (one per
+/// worker thread, so that requests on different threads never write the same counter).
 #[derive(Default)]
 pub struct InFlight {
     count: std::sync::atomic::AtomicUsize,
@@ -892,6 +897,9 @@ impl ProxyHttp for EdgeProxy {
             m.requests
                 .with_label_values(&[site, ctx.action.as_str(), status_class(status)])
                 .inc();
+        }
+        if let Some(c) = &self.worker_requests {
+            c.inc();
         }
         if !crate::logging::access_log_enabled() {
             return;

@@ -8,13 +8,19 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use palisade_config::tls::{load_cert_and_key, CertError};
 use palisade_config::{HostPattern, Tls, UnknownSni};
+use pingora::apps::ServerApp;
+use pingora::listeners::tls::Acceptor;
+use pingora::protocols::l4::stream::Stream as L4Stream;
+use pingora::protocols::{GetSocketDigest, Stream};
+use pingora::server::ShutdownWatch;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use rustls::ServerConfig;
 
 /// One loaded certificate, for lookups and for the expiry metric.
 #[derive(Debug, Clone)]
@@ -189,19 +195,97 @@ pub fn client_verifier(
     })
 }
 
-/// Counts completed handshakes (Pingora calls this once per successful handshake).
-pub struct HandshakeCounter;
+/// How long a client gets to complete its TLS handshake (what Pingora's listener allows).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The TLS listener's rustls config, built once and shared by every worker's TLS service: one
+/// session cache, so a returning client resumes its session whichever worker the kernel hands
+/// its new connection to. (Pingora's `TlsSettings` builds a config, and so a session cache, per
+/// listener; with a listener per worker, a client would resume only on the worker it first
+/// met.) TLS 1.2 and 1.3, ALPN h2 then http/1.1, certificates by SNI from `resolver`.
+pub fn server_config(
+    resolver: Arc<SniResolver>,
+    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let builder =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS12, &rustls::version::TLS13])?;
+    let builder = match client_verifier {
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// The TLS listener's application. Pingora accepts the TCP connection; this makes the TLS
+/// handshake with the shared [`server_config`], through Pingora's own `Acceptor` (so the stream,
+/// its TLS digest and its ALPN are what a Pingora TLS listener makes), counts it, and hands the
+/// stream to the HTTP application `A` for as many requests as the connection carries.
+pub struct TlsTerminator<A> {
+    acceptor: Acceptor,
+    app: Arc<A>,
+}
+
+impl<A> TlsTerminator<A> {
+    pub fn new(config: Arc<ServerConfig>, app: A) -> Self {
+        TlsTerminator {
+            acceptor: Acceptor::from_server_config(config),
+            app: Arc::new(app),
+        }
+    }
+}
 
 #[async_trait::async_trait]
-impl pingora::listeners::TlsAccept for HandshakeCounter {
-    async fn handshake_complete_callback(
-        &self,
-        _tls: &pingora::protocols::tls::TlsRef,
-    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+impl<A: ServerApp + Send + Sync + 'static> ServerApp for TlsTerminator<A> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        // The listener is plain TCP: its streams are Pingora's L4 streams.
+        let Ok(l4) = stream.into_any().downcast::<L4Stream>() else {
+            tracing::error!("TLS listener: the accepted stream is not a TCP stream");
+            return None;
+        };
+        let peer = l4
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()));
+        let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.acceptor.tls_handshake(*l4));
+        let tls = match handshake.await {
+            Ok(Ok(tls)) => tls,
+            failed => {
+                if let Some(m) = crate::metrics::metrics() {
+                    m.tls_handshake_failures.inc();
+                }
+                let reason = match failed {
+                    Ok(Err(e)) => e.to_string(),
+                    _ => "timed out".to_string(),
+                };
+                let client_ip = peer
+                    .map(|ip| crate::logging::redactor().client_ip(ip))
+                    .unwrap_or_default();
+                tracing::warn!(
+                    event = "tls_handshake_failed",
+                    client_ip = client_ip.as_str(),
+                    "TLS handshake failed: {reason}"
+                );
+                return None;
+            }
+        };
         if let Some(m) = crate::metrics::metrics() {
             m.tls_handshakes.inc();
         }
+        let mut next = self.app.process_new(Box::new(tls), shutdown).await;
+        while let Some(stream) = next {
+            next = self.app.process_new(stream, shutdown).await;
+        }
         None
+    }
+
+    async fn cleanup(&self) {
+        self.app.cleanup().await;
     }
 }
 

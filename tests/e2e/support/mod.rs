@@ -56,12 +56,18 @@ impl Pki {
         issued
     }
 
-    /// A rustls client config trusting the test CA, offering `alpn`.
-    pub fn client_tls(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
+    /// The test CA, as the only root a client trusts.
+    pub fn roots(&self) -> rustls::RootCertStore {
         let mut roots = rustls::RootCertStore::empty();
         roots
             .add(rustls::pki_types::CertificateDer::from(self.ca.cert_der()))
             .unwrap();
+        roots
+    }
+
+    /// A rustls client config trusting the test CA, offering `alpn`.
+    pub fn client_tls(&self, alpn: &[&[u8]]) -> rustls::ClientConfig {
+        let roots = self.roots();
         let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
@@ -248,6 +254,11 @@ impl Gateway {
     /// Scrape `/metrics` until it contains `sample` (requests are counted in Pingora's logging
     /// phase, which runs just after the response is sent), then return the scrape.
     pub async fn metrics_with(&self, sample: &str) -> String {
+        self.metrics_until(sample, |m| m.contains(sample)).await
+    }
+
+    /// Scrape `/metrics` until `done` holds for the scrape (`what` names it if it never does).
+    pub async fn metrics_until(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
         let deadline = tokio::time::Instant::now() + EVENT_TIMEOUT;
         loop {
             let m = reqwest::get(format!("http://{}/metrics", self.admin))
@@ -256,12 +267,12 @@ impl Gateway {
                 .text()
                 .await
                 .unwrap();
-            if m.contains(sample) {
+            if done(&m) {
                 return m;
             }
             assert!(
                 tokio::time::Instant::now() < deadline,
-                "no `{sample}` in:\n{m}"
+                "no `{what}` in:\n{m}"
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -327,10 +338,7 @@ impl ClientBuilder {
             .unwrap()
             .unwrap();
         let alpn = self.tls.alpn_protocols.clone();
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(rustls::pki_types::CertificateDer::from(pki.ca.cert_der()))
-            .unwrap();
+        let roots = pki.roots();
         let mut tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))

@@ -30,6 +30,10 @@ pub struct Upstream {
 pub struct Hold {
     pub arrived: Notify,
     pub release: Notify,
+    /// `GET /hold` requests that have arrived so far, released or not.
+    pub held: std::sync::atomic::AtomicUsize,
+    /// Another way out for held requests: once it is open, none waits.
+    pub gate: tokio::sync::watch::Sender<bool>,
     /// Every complete request (headers and whole body) that reached this upstream.
     pub requests: std::sync::atomic::AtomicUsize,
 }
@@ -38,6 +42,23 @@ impl Upstream {
     /// How many complete requests reached this upstream so far.
     pub fn requests(&self) -> usize {
         self.hold.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Wait (bounded) until `n` `GET /hold` requests have arrived.
+    pub async fn held(&self, n: usize) {
+        let arrived = async {
+            while self.hold.held.load(std::sync::atomic::Ordering::SeqCst) < n {
+                self.hold.arrived.notified().await;
+            }
+        };
+        tokio::time::timeout(super::EVENT_TIMEOUT, arrived)
+            .await
+            .unwrap_or_else(|_| panic!("fewer than {n} held requests arrived"));
+    }
+
+    /// Release every held request, now and to come.
+    pub fn release_all(&self) {
+        self.hold.gate.send_replace(true);
     }
 }
 
@@ -119,8 +140,13 @@ async fn handle(
     let resp = Response::builder();
     let resp = match path.as_str() {
         "/hold" => {
+            hold.held.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             hold.arrived.notify_one();
-            hold.release.notified().await;
+            let mut gate = hold.gate.subscribe();
+            tokio::select! {
+                _ = hold.release.notified() => {}
+                _ = gate.wait_for(|open| *open) => {}
+            }
             resp
         }
         "/slow" => {
