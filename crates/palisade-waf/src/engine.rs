@@ -1838,7 +1838,7 @@ impl Engine {
     /// Queues a text: the value itself when it is one, else a copy in the
     /// arena; a large one is checked at once instead (a big body's views
     /// are not kept together).
-    #[inline]
+    #[inline(always)]
     fn emit(
         &self,
         mut job: JobMeta,
@@ -1848,26 +1848,39 @@ impl Engine {
         st: &mut State,
         sc: &mut Scratch,
     ) {
-        let is_value = text.as_ptr() == raw.as_ptr() && text.len() == raw.len();
         if text.len() > BIG_TEXT {
-            self.check_texts(
-                &[job],
-                |_| text,
-                parsed,
-                st,
-                &mut sc.bits,
-                &mut sc.also,
-                &mut sc.seen,
-                &mut sc.stamp,
-            );
+            self.check_now(job, text, parsed, st, sc);
             return;
         }
+        let is_value = text.as_ptr() == raw.as_ptr() && text.len() == raw.len();
         if !is_value {
             let start = sc.arena.len();
             sc.arena.extend_from_slice(text);
             job.text = TextRef::Arena(start, sc.arena.len());
         }
         sc.jobs.push(job);
+    }
+
+    /// Checks one large text by itself, now.
+    #[inline(never)]
+    fn check_now(
+        &self,
+        job: JobMeta,
+        text: &[u8],
+        parsed: &request::Parsed<'_>,
+        st: &mut State,
+        sc: &mut Scratch,
+    ) {
+        self.check_texts(
+            &[job],
+            |_| text,
+            parsed,
+            st,
+            &mut sc.bits,
+            &mut sc.also,
+            &mut sc.seen,
+            &mut sc.stamp,
+        );
     }
 
     /// Checks the queued texts and clears the queue.
