@@ -1255,7 +1255,7 @@ struct Scratch {
     items: Vec<Item<'static>>,
     /// The texts waiting to be scanned.
     jobs: Vec<JobMeta>,
-    /// Views computed for them (texts of `TextRef::Arena`).
+    /// Views computed for them (the texts of jobs not `VALUE`).
     arena: Vec<u8>,
     /// Per job, `words` words each: the rules its literals selected, and
     /// the rules whose second literal group occurred.
@@ -1305,28 +1305,25 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
-/// Where the text of a job is.
-#[derive(Clone, Copy)]
-enum TextRef {
-    /// The value itself, as parsed.
-    Value,
-    /// A computed view, in the scratch arena.
-    Arena(usize, usize),
-}
-
 /// One text to check: a distinct view of a value, for the rules of an index.
+/// Small and plain (it is written once per text, read twice).
 #[derive(Clone, Copy)]
 struct JobMeta {
-    /// The index in `Engine::classes`.
-    idx: u16,
-    /// The value in `Parsed::items`.
-    item: u32,
-    /// The views this text stands for.
-    views: u8,
     /// The single-byte literals it holds (bits of `Engine::byte_bits`).
     sb: u64,
-    text: TextRef,
+    /// The value in `Parsed::items`.
+    item: u32,
+    /// Where the text is in the scratch arena; `VALUE` for the value itself.
+    start: u32,
+    end: u32,
+    /// The index in `Engine::classes`.
+    idx: u16,
+    /// The views this text stands for.
+    views: u8,
 }
+
+/// `JobMeta::start` of a text that is its value, as parsed.
+const VALUE: u32 = u32::MAX;
 
 /// Texts longer than this are checked as soon as they are computed instead
 /// of waiting with the others (a big body's views are not kept together).
@@ -1714,21 +1711,12 @@ impl Engine {
             && flags & (F_SPACE | F_COMMENT | F_SLASH | F_CMD) == 0
             && raw.first() != Some(&b'.')
         {
-            let job = JobMeta {
-                idx: idx as u16,
-                item: item_no,
-                views: needed & !View::Base64.bit(),
-                sb: raw_sb,
-                text: TextRef::Value,
-            };
-            self.emit(job, raw, raw, parsed, st, sc);
+            let idx = idx as u16;
+            let views = needed & !View::Base64.bit();
+            self.emit(idx, item_no, views, raw_sb, raw, raw, parsed, st, sc);
             if let Some(b) = &b64 {
-                let job = JobMeta {
-                    views: View::Base64.bit(),
-                    sb: self.single_bytes(b),
-                    ..job
-                };
-                self.emit(job, b, raw, parsed, st, sc);
+                let sb = self.single_bytes(b);
+                self.emit(idx, item_no, View::Base64.bit(), sb, b, raw, parsed, st, sc);
             }
             return;
         }
@@ -1812,18 +1800,14 @@ impl Engine {
             }
             if let Some(text) = texts[l] {
                 let same = text.as_ptr() == raw.as_ptr() && text.len() == raw.len();
-                let job = JobMeta {
-                    idx: idx as u16,
-                    item: item_no,
-                    views: members[l],
-                    sb: if same {
-                        raw_sb
-                    } else {
-                        self.single_bytes(text)
-                    },
-                    text: TextRef::Value,
+                let sb = if same {
+                    raw_sb
+                } else {
+                    self.single_bytes(text)
                 };
-                self.emit(job, text, raw, parsed, st, sc);
+                self.emit(
+                    idx as u16, item_no, members[l], sb, text, raw, parsed, st, sc,
+                );
             }
         }
     }
@@ -1839,9 +1823,13 @@ impl Engine {
     /// arena; a large one is checked at once instead (a big body's views
     /// are not kept together).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn emit(
         &self,
-        mut job: JobMeta,
+        idx: u16,
+        item: u32,
+        views: u8,
+        sb: u64,
         text: &[u8],
         raw: &[u8],
         parsed: &request::Parsed<'_>,
@@ -1849,16 +1837,35 @@ impl Engine {
         sc: &mut Scratch,
     ) {
         if text.len() > BIG_TEXT {
+            let job = JobMeta {
+                sb,
+                item,
+                start: VALUE,
+                end: 0,
+                idx,
+                views,
+            };
             self.check_now(job, text, parsed, st, sc);
             return;
         }
-        let is_value = text.as_ptr() == raw.as_ptr() && text.len() == raw.len();
-        if !is_value {
+        let (start, end) = if text.as_ptr() == raw.as_ptr() && text.len() == raw.len() {
+            (VALUE, 0)
+        } else {
             let start = sc.arena.len();
             sc.arena.extend_from_slice(text);
-            job.text = TextRef::Arena(start, sc.arena.len());
-        }
-        sc.jobs.push(job);
+            (
+                u32::try_from(start).unwrap_or(VALUE - 1),
+                u32::try_from(sc.arena.len()).unwrap_or(VALUE - 1),
+            )
+        };
+        sc.jobs.push(JobMeta {
+            sb,
+            item,
+            start,
+            end,
+            idx,
+            views,
+        });
     }
 
     /// Checks one large text by itself, now.
@@ -1899,12 +1906,13 @@ impl Engine {
         } = sc;
         let pending: &[u8] = arena;
         let text_of = |j: &JobMeta| -> &[u8] {
-            match j.text {
-                TextRef::Value => parsed
+            if j.start == VALUE {
+                parsed
                     .items
                     .get(j.item as usize)
-                    .map_or(&b""[..], |i| &i.value[..]),
-                TextRef::Arena(a, b) => pending.get(a..b).unwrap_or(b""),
+                    .map_or(&b""[..], |i| &i.value[..])
+            } else {
+                pending.get(j.start as usize..j.end as usize).unwrap_or(b"")
             }
         };
         self.check_texts(jobs, text_of, parsed, st, bits, also, seen, stamp);
