@@ -201,9 +201,15 @@ const STRUCTURAL_BY_LEN: [&[&str]; 26] = [
 
 /// Whether a header name (any case) is in [`STRUCTURAL`].
 pub(crate) fn is_structural(name: &str) -> bool {
-    STRUCTURAL_BY_LEN
-        .get(name.len())
-        .is_some_and(|c| c.iter().any(|s| s.eq_ignore_ascii_case(name)))
+    let n = name.as_bytes();
+    let ends = |s: &[u8]| {
+        s.first().map(u8::to_ascii_lowercase) == n.first().map(u8::to_ascii_lowercase)
+            && s.last().map(u8::to_ascii_lowercase) == n.last().map(u8::to_ascii_lowercase)
+    };
+    STRUCTURAL_BY_LEN.get(n.len()).is_some_and(|c| {
+        c.iter()
+            .any(|s| ends(s.as_bytes()) && s.as_bytes().eq_ignore_ascii_case(n))
+    })
 }
 
 /// A header name, any case, equal to a lower-case one.
