@@ -583,15 +583,11 @@ pub fn strip(norm: &[u8]) -> Cow<'_, [u8]> {
 /// collapse, `.` segments go, `..` pops a segment (and stays when there is
 /// nothing to pop, so traversal out of the root remains visible).
 pub fn collapse_path(norm: &[u8]) -> Cow<'_, [u8]> {
-    let mut interesting = norm.starts_with(b".");
-    let mut prev = 0u8;
-    for &b in norm {
-        if b == b'\\' || (prev == b'/' && (b == b'/' || b == b'.')) {
-            interesting = true;
-            break;
-        }
-        prev = b;
-    }
+    // Something to collapse: a leading `.`, a `\\`, or a `/` followed by `/` or `.`.
+    let interesting = norm.starts_with(b".")
+        || memchr::memchr(b'\\', norm).is_some()
+        || memchr::memchr_iter(b'/', norm)
+            .any(|i| matches!(norm.get(i + 1), Some(b'/' | b'.')));
     if !interesting {
         return Cow::Borrowed(norm);
     }
