@@ -18,22 +18,36 @@
 //! and only if a rule of that value's index reads it; views that come out
 //! identical are kept once, and a *plain* value (nothing to decode, no
 //! space, slash, comment or shell character: most benign values) skips the
-//! view machinery and becomes one lower-cased text. Rules are indexed per
-//! class of value (path, argument, header, cookie, ...) and, for headers,
-//! per header name a rule targets, so no rule is ever tried on a header it
-//! does not name. The texts of all values of one index are laid back to
-//! back in one buffer and each is walked through that index's Aho-Corasick
-//! automaton (its literals are the prefilters the rules declare); only
-//! rules whose literal occurs in a text (and, with `prefilter_also`, one of
-//! a second group too) run their regex or detector on it. A prefilter is
-//! only an optimisation if it is sound: [`prefilter_covers`] proves that
+//! view machinery and is its own text. Rules are indexed per class of value
+//! (path, argument, header, cookie, ...) and, for headers, per header name a
+//! rule targets, so no rule is ever tried on a header it does not name.
+//!
+//! Every rule's prefilter literals are compiled into one flat,
+//! case-folding DFA (`scan`): texts are never lower-cased to be scanned,
+//! and one comparison per byte tells a match. The texts of a request are
+//! walked through it four at a time, side by side, so that the processor
+//! overlaps four chains of dependent loads (a long text is cut into four
+//! overlapping pieces for the same reason). Single-byte literals are not in
+//! the DFA: they are bits of a per-byte table that the pass deciding a
+//! value's views already reads. A match state, or a byte bit, maps to a
+//! bitmap of the rules it selects; an index keeps its own rules with a
+//! mask per set of views, so each text ends with a small bitmap of the
+//! rules to run on it. An index whose literals all start with at most three
+//! bytes (the raw `uri`) has its own small DFA and is scanned from needle
+//! to needle with `memchr`.
+//!
+//! Only the rules selected (and, with `prefilter_also`, whose second group
+//! occurred in the same text too) run their regex or detector. A prefilter
+//! is only an optimisation if it is sound: [`prefilter_covers`] proves that
 //! every match of the regex contains a literal, for custom rules at
-//! [`compile`] and for the built-in ones in a test. Rules without a
-//! prefilter are grouped into one `RegexSet` per index and view (one
-//! built-in rule, the scanner User-Agent list, has none). Nothing
-//! is compiled after [`compile`], all matching is linear-time (`regex`,
+//! [`compile`] and for the built-in ones in a test; a rule's regex then runs
+//! without a literal prefilter of its own. Rules without a prefilter are
+//! grouped into one `RegexSet` per index and view (one built-in rule, the
+//! scanner User-Agent list, has none). Nothing is compiled after
+//! [`compile`], all matching is linear-time (`regex-automata`,
 //! `aho-corasick`, hand-written tokenizers), and every parser and buffer is
-//! bounded.
+//! bounded; the buffers of one inspection are reused by the next on the
+//! same thread.
 //!
 //! ## Calling it from the gateway
 //!
@@ -99,6 +113,17 @@
 //! `//`, `./`, `../` collapsed), `cmd` (shell quoting tricks removed),
 //! `base64` (`norm` of the decoding, only when the value plausibly is
 //! Base64 text). See [`normalize`].
+//!
+//! ## Structured values
+//!
+//! A cookie whose value is JSON (an object or an array, after URL
+//! decoding) is inspected key by key (as cookie names) and leaf by leaf (as
+//! values of that cookie), as a JSON body is; broken JSON stays one value.
+//! A `Referer` or `Origin` header that is a plain `http(s)` URL is
+//! inspected part by part, as the request target is: `scheme://host`, the
+//! path, each query name and value (URL-decoded) and the fragment, all as
+//! values of that header; anything else stays one value. Count rules count
+//! such a header once.
 //!
 //! ## Match locations
 //!
