@@ -170,7 +170,9 @@ impl LitDfa {
         }
         let stride32 = u32::try_from(stride).map_err(|_| "too many byte classes")?;
         let id = |i: usize| number[i] * stride32;
-        let mut trans = vec![0u32; order.len() * stride];
+        // A power-of-two length, so that `next` can mask its index into range
+        // instead of checking it (the padding is never reached).
+        let mut trans = vec![0u32; (order.len() * stride).next_power_of_two()];
         let mut lits = vec![Vec::new(); matches];
         for (i, &s) in order.iter().enumerate() {
             let at = id(i) as usize;
@@ -210,7 +212,11 @@ impl LitDfa {
     #[inline(always)]
     fn next(&self, sid: u32, b: u8) -> u32 {
         let at = sid as usize + self.classes[b as usize] as usize;
-        self.trans.get(at).copied().unwrap_or(self.start)
+        // Every state plus a class is inside the table, and the table's
+        // length is a power of two: the mask changes nothing and lets the
+        // compiler drop the bounds check.
+        let t = &self.trans[..];
+        t[at & t.len().wrapping_sub(1)]
     }
 
     /// Walks every text through the DFA from the start state and calls
