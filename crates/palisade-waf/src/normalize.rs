@@ -586,8 +586,7 @@ pub fn collapse_path(norm: &[u8]) -> Cow<'_, [u8]> {
     // Something to collapse: a leading `.`, a `\\`, or a `/` followed by `/` or `.`.
     let interesting = norm.starts_with(b".")
         || memchr::memchr(b'\\', norm).is_some()
-        || memchr::memchr_iter(b'/', norm)
-            .any(|i| matches!(norm.get(i + 1), Some(b'/' | b'.')));
+        || memchr::memchr_iter(b'/', norm).any(|i| matches!(norm.get(i + 1), Some(b'/' | b'.')));
     if !interesting {
         return Cow::Borrowed(norm);
     }
