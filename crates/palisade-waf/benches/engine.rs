@@ -9,7 +9,7 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use palisade_waf::{compile, Action, Request, WafSettings};
 
 mod common;
-use common::{browser_headers, text_body, COOKIE, TARGET_2K};
+use common::{browser_headers, json_cart, text_body, COOKIE, TARGET_2K};
 
 fn bench(c: &mut Criterion) {
     let engine = compile(&WafSettings::default()).unwrap();
@@ -64,20 +64,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| engine.inspect(black_box(&post)))
     });
 
-    let mut json = String::from("{\"cart\":{\"id\":\"c-8812\",\"items\":[");
-    let mut i = 0;
-    while json.len() < 10 * 1024 {
-        if i > 0 {
-            json.push(',');
-        }
-        json.push_str(&format!(
-            "{{\"sku\":\"SKU-{i:05}\",\"name\":\"T-shirt coton bio n\\u00b0{i} \\\"classic\\\"\",\"qty\":{},\"price\":{}.99,\"options\":{{\"size\":\"M\",\"color\":\"bleu marine\"}}}}",
-            i % 5 + 1,
-            10 + i
-        ));
-        i += 1;
-    }
-    json.push_str("]},\"customer\":{\"email\":\"jean.dupont@example.fr\",\"note\":\"Merci d'emballer s\\u00e9par\\u00e9ment\"}}");
+    let json = json_cart();
     let mut json_headers = headers.clone();
     json_headers.push(("Content-Type", b"application/json"));
     let jreq = Request {

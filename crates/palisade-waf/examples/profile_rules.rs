@@ -7,7 +7,7 @@ use std::time::Instant;
 
 #[path = "../benches/common/mod.rs"]
 mod common;
-use common::{browser_headers, text_body, COOKIE, TARGET_2K};
+use common::{browser_headers, json_cart, text_body, COOKIE, TARGET_2K};
 
 fn time(settings: &WafSettings, req: &Request<'_>) -> f64 {
     let e = compile(settings).unwrap();
@@ -62,9 +62,22 @@ fn main() {
         body: Some(&body),
         body_truncated: false,
     };
+    // `REQ=json10k`: the benchmark's 10 KiB JSON cart.
+    let json = json_cart();
+    let mut json_headers = bench_headers.clone();
+    json_headers.push(("Content-Type", b"application/json"));
+    let json_req = Request {
+        method: "POST",
+        target: b"/rest/V1/carts/mine/items",
+        version: "HTTP/1.1",
+        headers: &json_headers,
+        body: Some(json.as_bytes()),
+        body_truncated: false,
+    };
     let req = match std::env::var("REQ").as_deref() {
         Ok("bench") => bench_req,
         Ok("body64") => body_req,
+        Ok("json10k") => json_req,
         _ => req,
     };
     if let Some(n) = std::env::var("ITER")

@@ -5,7 +5,7 @@
 
 use std::borrow::Cow;
 
-use crate::request::{parse_urlencoded, Class, Item, Origin, Parsed};
+use crate::request::{parse_urlencoded, Class, Item, Origin, Parsed, NO_PATH};
 
 /// Deepest JSON/XML nesting followed; deeper content is inspected raw.
 pub const MAX_DEPTH: usize = 32;
@@ -19,6 +19,7 @@ fn raw_body<'a>(parsed: &mut Parsed<'a>, body: &'a [u8]) {
         origin: Origin::Body,
         name: Cow::Borrowed(b""),
         value: Cow::Borrowed(body),
+        path: NO_PATH,
     });
 }
 
@@ -73,19 +74,23 @@ struct BodySink<'p, 'a> {
 
 impl<'a> JsonSink<'a> for BodySink<'_, 'a> {
     fn key(&mut self, path: &[u8], key: Cow<'a, [u8]>) {
+        let path = self.out.add_path(path);
         self.out.push(Item {
             class: Class::ArgName,
             origin: Origin::Json,
-            name: Cow::Owned(path.to_vec()),
+            path,
+            name: Cow::Borrowed(b""),
             value: key,
         });
     }
 
     fn leaf(&mut self, path: &[u8], value: Cow<'a, [u8]>) {
+        let path = self.out.add_path(path);
         self.out.push(Item {
             class: Class::Arg,
             origin: Origin::Json,
-            name: Cow::Owned(path.to_vec()),
+            path,
+            name: Cow::Borrowed(b""),
             value,
         });
     }
@@ -105,6 +110,7 @@ impl<'s> JsonSink<'s> for CookieSink<'_, '_> {
             origin: Origin::Cookie,
             name: Cow::Borrowed(b""),
             value: Cow::Owned(key.into_owned()),
+            path: NO_PATH,
         });
     }
 
@@ -114,6 +120,7 @@ impl<'s> JsonSink<'s> for CookieSink<'_, '_> {
             origin: Origin::Cookie,
             name: Cow::Borrowed(self.name),
             value: Cow::Owned(value.into_owned()),
+            path: NO_PATH,
         });
     }
 }
@@ -448,6 +455,7 @@ pub(crate) fn parse_multipart<'a>(
                 origin: Origin::Multipart,
                 name: Cow::Borrowed(b""),
                 value: Cow::Borrowed(name),
+                path: NO_PATH,
             });
         }
         match filename {
@@ -459,6 +467,7 @@ pub(crate) fn parse_multipart<'a>(
                         origin: Origin::Multipart,
                         name: Cow::Borrowed(name),
                         value: Cow::Borrowed(f),
+                        path: NO_PATH,
                     });
                 }
             }
@@ -469,6 +478,7 @@ pub(crate) fn parse_multipart<'a>(
                         origin: Origin::Multipart,
                         name: Cow::Borrowed(name),
                         value: Cow::Borrowed(content),
+                        path: NO_PATH,
                     });
                 }
             }
@@ -502,6 +512,7 @@ pub(crate) fn parse_xml<'a>(parsed: &mut Parsed<'a>, body: &'a [u8]) {
                     origin: Origin::Xml,
                     name: Cow::Borrowed(current(&stack)),
                     value: Cow::Borrowed(text),
+                    path: NO_PATH,
                 });
             }
             break;
@@ -513,6 +524,7 @@ pub(crate) fn parse_xml<'a>(parsed: &mut Parsed<'a>, body: &'a [u8]) {
                 origin: Origin::Xml,
                 name: Cow::Borrowed(current(&stack)),
                 value: Cow::Borrowed(text),
+                path: NO_PATH,
             });
         }
         let t = i + lt;
@@ -528,6 +540,7 @@ pub(crate) fn parse_xml<'a>(parsed: &mut Parsed<'a>, body: &'a [u8]) {
                     origin: Origin::Xml,
                     name: Cow::Borrowed(current(&stack)),
                     value: Cow::Borrowed(content),
+                    path: NO_PATH,
                 });
             }
             i = end.map_or(body.len(), |e| t + 9 + e + 3);
@@ -544,6 +557,7 @@ pub(crate) fn parse_xml<'a>(parsed: &mut Parsed<'a>, body: &'a [u8]) {
                 origin: Origin::Xml,
                 name: Cow::Borrowed(b"doctype"),
                 value: Cow::Borrowed(&rest[..end]),
+                path: NO_PATH,
             });
             i = t + end;
         } else if rest.starts_with(b"<?") {
@@ -574,6 +588,7 @@ pub(crate) fn parse_xml<'a>(parsed: &mut Parsed<'a>, body: &'a [u8]) {
                             origin: Origin::Xml,
                             name: Cow::Borrowed(name),
                             value: Cow::Borrowed(value),
+                            path: NO_PATH,
                         });
                     }
                     j = vend + 1;
@@ -604,7 +619,7 @@ mod tests {
             body: Some(body),
             body_truncated: false,
         };
-        let p = parse(&req, Vec::new());
+        let p = parse(&req, Vec::new(), Vec::new());
         p.items
             .iter()
             .filter(|i| {
@@ -616,7 +631,7 @@ mod tests {
             .map(|i| {
                 (
                     i.class,
-                    String::from_utf8_lossy(&i.name).into_owned(),
+                    String::from_utf8_lossy(p.name_of(i)).into_owned(),
                     String::from_utf8_lossy(&i.value).into_owned(),
                 )
             })

@@ -1253,6 +1253,8 @@ struct State {
 struct Scratch {
     /// The values of the last request (emptied: only the allocation).
     items: Vec<Item<'static>>,
+    /// Its JSON paths (see `Parsed::names`).
+    names: Vec<u8>,
     /// The texts waiting to be scanned.
     jobs: Vec<JobMeta>,
     /// Views computed for them (the texts of jobs not `VALUE`).
@@ -1296,6 +1298,9 @@ impl Scratch {
         }
         if self.items.capacity() * std::mem::size_of::<Item<'_>>() > SCRATCH_KEEP {
             self.items = Vec::new();
+        }
+        if self.names.capacity() > SCRATCH_KEEP {
+            self.names = Vec::new();
         }
         self.sqli.trim(SCRATCH_KEEP);
     }
@@ -1471,7 +1476,11 @@ impl Engine {
     }
 
     fn inspect_with(&self, req: &Request<'_>, sc: &mut Scratch) -> Verdict {
-        let parsed = request::parse(req, request::recycle(std::mem::take(&mut sc.items)));
+        let parsed = request::parse(
+            req,
+            request::recycle(std::mem::take(&mut sc.items)),
+            std::mem::take(&mut sc.names),
+        );
         let mut st = State {
             fired: vec![0; self.words],
             matches: Vec::new(),
@@ -1494,6 +1503,7 @@ impl Engine {
         self.run_jobs(&parsed, &mut st, sc);
         sc.sqli = std::mem::take(&mut st.sqli);
         sc.lower = std::mem::take(&mut st.lower);
+        sc.names = parsed.names;
         sc.items = request::recycle(parsed.items);
         sc.trim();
         self.verdict(st)
@@ -1563,7 +1573,7 @@ impl Engine {
                 }
             }
             if !ex.args.is_empty() {
-                let Some(name) = item.and_then(Item::arg_name) else {
+                let Some(name) = item.and_then(|i| i.arg_name(parsed)) else {
                     continue;
                 };
                 let last = name.rsplit(|&b| b == b'.').next().unwrap_or(name);
@@ -1674,7 +1684,7 @@ impl Engine {
         let ci = &self.classes[idx];
         for &(r, n) in &ci.lengths {
             if item.value.len() > n {
-                self.record(r, Some(item), || item.location(), parsed, st);
+                self.record(r, Some(item), || item.location(parsed), parsed, st);
             }
         }
         let needed = ci.views;
@@ -2040,7 +2050,7 @@ impl Engine {
                     continue;
                 }
                 for m in set.matches(text).iter() {
-                    self.record(ids[m], Some(item), || item.location(), parsed, st);
+                    self.record(ids[m], Some(item), || item.location(parsed), parsed, st);
                 }
             }
         }
@@ -2077,7 +2087,7 @@ impl Engine {
             Op::CountGt(_) | Op::Proto(_) => false,
         };
         if hit {
-            self.record(r, Some(item), || item.location(), parsed, st);
+            self.record(r, Some(item), || item.location(parsed), parsed, st);
         }
     }
 }

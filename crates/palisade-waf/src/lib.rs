@@ -167,6 +167,8 @@ pub use settings::{CustomRule, Exclusion, RuleMode, WafSettings};
 pub mod fuzzing {
     /// Parses the request into values and returns how many were found.
     pub fn parse_request(req: &crate::Request<'_>) -> usize {
-        crate::request::parse(req, Vec::new()).items.len()
+        crate::request::parse(req, Vec::new(), Vec::new())
+            .items
+            .len()
     }
 }

@@ -90,10 +90,16 @@ pub(crate) enum Origin {
 pub(crate) struct Item<'a> {
     pub class: Class,
     pub origin: Origin,
-    /// Argument / header / cookie name, JSON path, element name.
+    /// A JSON value's path: its span in [`Parsed::names`] (`NO_PATH`
+    /// otherwise). Paths are written there, not allocated one by one.
+    pub path: u32,
+    /// Argument / header / cookie name, element name.
     pub name: Cow<'a, [u8]>,
     pub value: Cow<'a, [u8]>,
 }
+
+/// `Item::path` of a value that has none.
+pub(crate) const NO_PATH: u32 = u32::MAX;
 
 /// At most this many values are extracted from one request; the
 /// `protocol` count rules fire long before.
@@ -108,9 +114,43 @@ pub(crate) struct Parsed<'a> {
     /// How many values of each class the request has; for the two header
     /// classes, how many headers (a URL header read in parts is one).
     pub counts: [u32; CLASS_COUNT],
+    /// JSON paths, back to back; `spans` has one (start, end) per path.
+    pub names: Vec<u8>,
+    pub spans: Vec<(u32, u32)>,
 }
 
 impl<'a> Parsed<'a> {
+    /// Records a path in [`Parsed::names`] and returns its `Item::path`.
+    pub(crate) fn add_path(&mut self, path: &[u8]) -> u32 {
+        let start = self.names.len();
+        self.names.extend_from_slice(path);
+        let span = (
+            u32::try_from(start).unwrap_or(u32::MAX),
+            u32::try_from(self.names.len()).unwrap_or(u32::MAX),
+        );
+        // Consecutive values often share their path (a key and its value).
+        if self
+            .spans
+            .last()
+            .is_some_and(|&(a, b)| self.names.get(a as usize..b as usize) == Some(path))
+        {
+            self.names.truncate(start);
+        } else {
+            self.spans.push(span);
+        }
+        u32::try_from(self.spans.len() - 1).unwrap_or(NO_PATH)
+    }
+
+    /// An item's name: its path when it has one.
+    pub(crate) fn name_of<'s>(&'s self, item: &'s Item<'_>) -> &'s [u8] {
+        match self.spans.get(item.path as usize) {
+            Some(&(a, b)) if item.path != NO_PATH => {
+                self.names.get(a as usize..b as usize).unwrap_or(b"")
+            }
+            _ => &item.name,
+        }
+    }
+
     pub(crate) fn push(&mut self, item: Item<'a>) {
         if self.items.len() < MAX_ITEMS {
             if !matches!(item.class, Class::HeaderUser | Class::HeaderStd) {
@@ -295,6 +335,7 @@ pub(crate) fn parse_urlencoded<'a>(parsed: &mut Parsed<'a>, s: &'a [u8], origin:
                 origin,
                 name: Cow::Borrowed(b""),
                 value: name.clone(),
+                path: NO_PATH,
             });
         }
         if !value.is_empty() {
@@ -303,6 +344,7 @@ pub(crate) fn parse_urlencoded<'a>(parsed: &mut Parsed<'a>, s: &'a [u8], origin:
                 origin,
                 name,
                 value,
+                path: NO_PATH,
             });
         }
     }
@@ -330,6 +372,7 @@ fn parse_cookies<'a>(parsed: &mut Parsed<'a>, header: &'a [u8]) {
             origin: Origin::Cookie,
             name: Cow::Borrowed(b""),
             value: Cow::Borrowed(name),
+            path: NO_PATH,
         });
         if !value.is_empty() {
             let value = url_decode(value, false);
@@ -341,6 +384,7 @@ fn parse_cookies<'a>(parsed: &mut Parsed<'a>, header: &'a [u8]) {
                     origin: Origin::Cookie,
                     name: Cow::Borrowed(name),
                     value,
+                    path: NO_PATH,
                 });
             }
         }
@@ -415,6 +459,7 @@ fn push_url_header<'a>(parsed: &mut Parsed<'a>, class: Class, name: &'a [u8], pa
                 origin: Origin::Header,
                 name: Cow::Borrowed(name),
                 value: v,
+                path: NO_PATH,
             });
         }
     };
@@ -442,7 +487,7 @@ pub(crate) fn recycle<'b>(mut v: Vec<Item<'_>>) -> Vec<Item<'b>> {
 }
 
 /// Builds the list of values to inspect, in `items` (emptied first).
-pub(crate) fn parse<'a>(req: &Request<'a>, items: Vec<Item<'a>>) -> Parsed<'a> {
+pub(crate) fn parse<'a>(req: &Request<'a>, items: Vec<Item<'a>>, names: Vec<u8>) -> Parsed<'a> {
     let (path, query) = split_target(req.target);
     let mut parsed = Parsed {
         items: {
@@ -453,24 +498,33 @@ pub(crate) fn parse<'a>(req: &Request<'a>, items: Vec<Item<'a>>) -> Parsed<'a> {
         path_raw: path,
         overflow: false,
         counts: [0; CLASS_COUNT],
+        names: {
+            let mut names = names;
+            names.clear();
+            names
+        },
+        spans: Vec::new(),
     };
     parsed.push(Item {
         class: Class::Method,
         origin: Origin::Method,
         name: Cow::Borrowed(b""),
         value: Cow::Borrowed(req.method.as_bytes()),
+        path: NO_PATH,
     });
     parsed.push(Item {
         class: Class::Path,
         origin: Origin::Path,
         name: Cow::Borrowed(b""),
         value: Cow::Borrowed(path),
+        path: NO_PATH,
     });
     parsed.push(Item {
         class: Class::Uri,
         origin: Origin::Uri,
         name: Cow::Borrowed(b""),
         value: Cow::Borrowed(req.target),
+        path: NO_PATH,
     });
     parse_urlencoded(&mut parsed, query, Origin::Query);
     for &(name, value) in req.headers {
@@ -490,6 +544,7 @@ pub(crate) fn parse<'a>(req: &Request<'a>, items: Vec<Item<'a>>) -> Parsed<'a> {
             origin: Origin::Header,
             name: Cow::Borrowed(b""),
             value: Cow::Borrowed(name.as_bytes()),
+            path: NO_PATH,
         });
         parsed.counts[class as usize] += 1;
         let referer = named(name, "referer");
@@ -505,6 +560,7 @@ pub(crate) fn parse<'a>(req: &Request<'a>, items: Vec<Item<'a>>) -> Parsed<'a> {
             origin: Origin::Header,
             name: Cow::Borrowed(name.as_bytes()),
             value: Cow::Borrowed(value),
+            path: NO_PATH,
         });
     }
     if let Some(b) = req.body {
@@ -536,42 +592,44 @@ pub(crate) fn clean_name(name: &[u8]) -> String {
 
 impl Item<'_> {
     /// The match location: names only, never the matched value.
-    pub(crate) fn location(&self) -> String {
+    pub(crate) fn location(&self, parsed: &Parsed<'_>) -> String {
+        let name = parsed.name_of(self);
         let names_of = |prefix: &str| format!("{prefix}_names");
         match (self.origin, self.class) {
             (Origin::Path, _) => "path".to_owned(),
             (Origin::Uri, _) => "uri".to_owned(),
             (Origin::Method, _) => "method".to_owned(),
             (Origin::Query, Class::ArgName) => names_of("args"),
-            (Origin::Query, _) => format!("args:{}", clean_name(&self.name)),
+            (Origin::Query, _) => format!("args:{}", clean_name(name)),
             (Origin::Form, Class::ArgName) => names_of("body:form"),
-            (Origin::Form, _) => format!("body:form:{}", clean_name(&self.name)),
-            (Origin::Json, Class::ArgName) => format!("body:json_keys:{}", clean_name(&self.name)),
-            (Origin::Json, _) => format!("body:json:{}", clean_name(&self.name)),
+            (Origin::Form, _) => format!("body:form:{}", clean_name(name)),
+            (Origin::Json, Class::ArgName) => format!("body:json_keys:{}", clean_name(name)),
+            (Origin::Json, _) => format!("body:json:{}", clean_name(name)),
             (Origin::Multipart, Class::Filename) => {
-                format!("body:multipart:{}:filename", clean_name(&self.name))
+                format!("body:multipart:{}:filename", clean_name(name))
             }
             (Origin::Multipart, Class::ArgName) => names_of("body:multipart"),
-            (Origin::Multipart, _) => format!("body:multipart:{}", clean_name(&self.name)),
-            (Origin::Xml, _) => format!("body:xml:{}", clean_name(&self.name)),
+            (Origin::Multipart, _) => format!("body:multipart:{}", clean_name(name)),
+            (Origin::Xml, _) => format!("body:xml:{}", clean_name(name)),
             (Origin::Header, Class::HeaderName) => "header_names".to_owned(),
             (Origin::Header, _) => {
-                format!("header:{}", clean_name(&self.name.to_ascii_lowercase()))
+                format!("header:{}", clean_name(&name.to_ascii_lowercase()))
             }
             (Origin::Cookie, Class::CookieName) => "cookie_names".to_owned(),
-            (Origin::Cookie, _) => format!("cookie:{}", clean_name(&self.name)),
+            (Origin::Cookie, _) => format!("cookie:{}", clean_name(name)),
             (Origin::Body, _) => "body".to_owned(),
         }
     }
 
     /// The argument name an exclusion's `args` list is compared with.
-    pub(crate) fn arg_name(&self) -> Option<&[u8]> {
+    pub(crate) fn arg_name<'s>(&'s self, parsed: &'s Parsed<'_>) -> Option<&'s [u8]> {
+        let name = parsed.name_of(self);
         match (self.origin, self.class) {
             (
                 Origin::Query | Origin::Form | Origin::Json | Origin::Multipart | Origin::Xml,
                 Class::Arg | Class::Filename,
-            ) => Some(&self.name),
-            (Origin::Json, Class::ArgName) => Some(&self.name),
+            ) => Some(name),
+            (Origin::Json, Class::ArgName) => Some(name),
             _ => None,
         }
     }
@@ -605,7 +663,7 @@ mod tests {
             body: None,
             body_truncated: false,
         };
-        let p = parse(&req, Vec::new());
+        let p = parse(&req, Vec::new(), Vec::new());
         let args: Vec<(String, String)> = p
             .items
             .iter()
@@ -641,7 +699,7 @@ mod tests {
             body: None,
             body_truncated: false,
         };
-        parse(&req, Vec::new())
+        parse(&req, Vec::new(), Vec::new())
             .items
             .iter()
             .filter(|i| matches!(i.class, Class::Cookie | Class::CookieName))
@@ -685,7 +743,7 @@ mod tests {
             body: None,
             body_truncated: false,
         };
-        let p = parse(&req, Vec::new());
+        let p = parse(&req, Vec::new(), Vec::new());
         let values: Vec<(String, String)> = p
             .items
             .iter()

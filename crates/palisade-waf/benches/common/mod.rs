@@ -36,3 +36,22 @@ pub fn text_body(kib: usize) -> Vec<u8> {
     body.truncate(kib * 1024);
     body
 }
+
+/// A benign 10 KiB JSON cart (a REST API call of a headless shop front).
+pub fn json_cart() -> String {
+    let mut json = String::from("{\"cart\":{\"id\":\"c-8812\",\"items\":[");
+    let mut i = 0;
+    while json.len() < 10 * 1024 {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(&format!(
+            "{{\"sku\":\"SKU-{i:05}\",\"name\":\"T-shirt coton bio n\\u00b0{i} \\\"classic\\\"\",\"qty\":{},\"price\":{}.99,\"options\":{{\"size\":\"M\",\"color\":\"bleu marine\"}}}}",
+            i % 5 + 1,
+            10 + i
+        ));
+        i += 1;
+    }
+    json.push_str("]},\"customer\":{\"email\":\"jean.dupont@example.fr\",\"note\":\"Merci d'emballer s\\u00e9par\\u00e9ment\"}}");
+    json
+}
