@@ -1253,6 +1253,8 @@ struct State {
 struct Scratch {
     /// The values of the last request (emptied: only the allocation).
     items: Vec<Item<'static>>,
+    /// The rules that fired (a bitmap), for the next request.
+    fired: Vec<u64>,
     /// Its JSON paths (see `Parsed::names`).
     names: Vec<u8>,
     /// The texts waiting to be scanned.
@@ -1482,7 +1484,12 @@ impl Engine {
             std::mem::take(&mut sc.names),
         );
         let mut st = State {
-            fired: vec![0; self.words],
+            fired: {
+                let mut f = std::mem::take(&mut sc.fired);
+                f.clear();
+                f.resize(self.words, 0);
+                f
+            },
             matches: Vec::new(),
             sqli: std::mem::take(&mut sc.sqli),
             lower: std::mem::take(&mut sc.lower),
@@ -1503,6 +1510,7 @@ impl Engine {
         self.run_jobs(&parsed, &mut st, sc);
         sc.sqli = std::mem::take(&mut st.sqli);
         sc.lower = std::mem::take(&mut st.lower);
+        sc.fired = std::mem::take(&mut st.fired);
         sc.names = parsed.names;
         sc.items = request::recycle(parsed.items);
         sc.trim();
