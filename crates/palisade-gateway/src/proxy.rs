@@ -7,7 +7,7 @@
 //! | `upstream_request_filter` | `X-Forwarded-For/-Proto/-Host`, `X-Real-IP`, request id; client copies dropped unless from a trusted proxy |
 //! | `response_filter` | fingerprints out, HSTS and security headers in, cookie flags, https `Location`, request id |
 //! | `fail_to_proxy` | neutral 502/504 page (HTML or JSON by `Accept`) with the request id, never internals |
-//! | `logging` | one `palisade::access` line per request (schema in `docs/logging.md`; redacted by the log writer), request counters, statuses counted as violations |
+//! | `logging` | one `palisade::access` line per request (schema in `docs/logging.md`; every value redacted by its formatter), request counters, statuses counted as violations |
 
 use std::borrow::Cow;
 use std::net::IpAddr;
@@ -154,8 +154,8 @@ impl HeaderStore for PingoraHeaders<'_> {
     }
 }
 
-/// `s` for the access line: as it is when short enough (the log writer redacts it with the rest of
-/// the line), else redacted first and then cut at `max` bytes, marked with `…`.
+/// `s` for the access line: as it is when short enough (the access formatter or the log writer
+/// redacts it), else redacted first and then cut at `max` bytes, marked with `…`.
 fn capped<'a>(red: &palisade_redact::Redactor, s: &'a str, max: usize) -> Cow<'a, str> {
     if s.len() <= max {
         return Cow::Borrowed(s);
@@ -906,7 +906,7 @@ impl ProxyHttp for EdgeProxy {
         }
         // One event per request at one level, so an access log never has holes; the error kind
         // (never its text, which may quote the request) says what went wrong. Values a client
-        // chose are redacted by the writer every log line goes through; one that is too long is
+        // chose are redacted by the access formatter (JSON) or the writer (text); one that is too long is
         // redacted here first and then cut, so a cut can never leave half a card number behind.
         let red = crate::logging::redactor();
         let req = session.req_header();

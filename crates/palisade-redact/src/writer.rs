@@ -26,6 +26,9 @@ pub struct RedactingMakeWriter<M> {
     inner: M,
     redactor: Arc<Redactor>,
     max_line: usize,
+    /// Events of this target are formatted by a formatter that passes every value through the
+    /// same redactor itself (see [`RedactingMakeWriter::with_pre_redacted_target`]).
+    pre_redacted: Option<&'static str>,
 }
 
 impl<M> RedactingMakeWriter<M> {
@@ -34,7 +37,19 @@ impl<M> RedactingMakeWriter<M> {
             inner,
             redactor,
             max_line: DEFAULT_MAX_LINE,
+            pre_redacted: None,
         }
+    }
+
+    /// Lines of events with this `target` are not scanned again here: the caller promises that
+    /// the formatter it installed for them redacts **every** value of such an event that the program did not
+    /// write itself with [`RedactingMakeWriter::redactor`] before writing it (keys, level,
+    /// timestamp and fixed words being the program's own text). The size limit and its cut still apply. A fixed-shape line whose few
+    /// client-chosen values are redacted one by one costs a fraction of a rescan of the whole
+    /// line (the per-request access line: two thirds of its logging cost).
+    pub fn with_pre_redacted_target(mut self, target: &'static str) -> Self {
+        self.pre_redacted = Some(target);
+        self
     }
 
     /// Change the per-event size limit (at least 1 KiB).
@@ -56,11 +71,13 @@ impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for RedactingMakeWriter<M> {
     }
 
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
-        RedactingWriter::new(
+        let mut w = RedactingWriter::new(
             self.inner.make_writer_for(meta),
             &self.redactor,
             self.max_line,
-        )
+        );
+        w.scan = self.pre_redacted != Some(meta.target());
+        w
     }
 }
 
@@ -71,6 +88,8 @@ pub struct RedactingWriter<'a, W: Write> {
     buf: Vec<u8>,
     truncated: bool,
     max_line: usize,
+    /// False for a line whose values its formatter has already redacted.
+    scan: bool,
 }
 
 impl<'a, W: Write> RedactingWriter<'a, W> {
@@ -82,6 +101,7 @@ impl<'a, W: Write> RedactingWriter<'a, W> {
             buf: Vec::new(),
             truncated: false,
             max_line: max_line.max(1024),
+            scan: true,
         }
     }
 
@@ -95,21 +115,29 @@ impl<'a, W: Write> RedactingWriter<'a, W> {
         if truncated {
             trim_cut(&mut data);
         }
-        let res = write_redacted(&mut self.inner, self.redactor, &data, truncated);
+        let redactor = self.scan.then_some(self.redactor);
+        let res = write_redacted(&mut self.inner, redactor, &data, truncated);
         data.clear();
         self.buf = data; // keep the allocation if the writer is reused
         res
     }
 }
 
+/// `redactor` is `None` for a line its formatter has already redacted.
 fn write_redacted<W: Write>(
     inner: &mut W,
-    redactor: &Redactor,
+    redactor: Option<&Redactor>,
     data: &[u8],
     truncated: bool,
 ) -> io::Result<()> {
+    if redactor.is_none() && !truncated {
+        return inner.write_all(data);
+    }
     let text = String::from_utf8_lossy(data);
-    let red = redactor.redact(&text);
+    let red = match redactor {
+        Some(r) => r.redact(&text),
+        None => text,
+    };
     if truncated {
         let mut line = String::with_capacity(red.len() + TRUNCATED_MARKER.len() + 1);
         line.push_str(&red);
@@ -149,7 +177,8 @@ impl<W: Write> Write for RedactingWriter<'_, W> {
             && data.len() <= self.max_line
             && data.last() == Some(&b'\n')
         {
-            write_redacted(&mut self.inner, self.redactor, data, false)?;
+            let redactor = self.scan.then_some(self.redactor);
+            write_redacted(&mut self.inner, redactor, data, false)?;
             return Ok(data.len());
         }
         let room = self.max_line.saturating_sub(self.buf.len());
@@ -226,6 +255,33 @@ mod tests {
         w.write_all(b"mail bob@example.org\n").unwrap();
         drop(w);
         assert_eq!(out(&sink), "paid with ****1111 ok\nmail b***@***.org\n");
+    }
+
+    /// Only the target whose formatter redacts its own values skips the scan; every other line
+    /// of the same subscriber is still redacted here, and a cut pre-redacted line keeps its cut.
+    #[test]
+    fn only_the_pre_redacted_target_skips_the_scan() {
+        let sink = Shared::default();
+        let mw = RedactingMakeWriter::new(sink.clone(), Arc::new(Redactor::default()))
+            .with_pre_redacted_target("app::own")
+            .with_max_line(1024);
+        let sub = tracing_subscriber::fmt()
+            .with_writer(mw)
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        let long = "y".repeat(2000);
+        tracing::subscriber::with_default(sub, || {
+            tracing::info!(target: "app::own", "password=as-its-formatter-wrote-it");
+            tracing::info!(target: "app::other", "password=hunter2");
+            tracing::info!(target: "app::own", "{long}");
+        });
+        let o = out(&sink);
+        assert!(o.contains("password=as-its-formatter-wrote-it"), "{o}");
+        assert!(!o.contains("hunter2"), "{o}");
+        assert!(o.contains("password=[REDACTED]"), "{o}");
+        let cut = o.lines().last().unwrap();
+        assert!(cut.ends_with(TRUNCATED_MARKER) && cut.len() <= 1024 + TRUNCATED_MARKER.len());
     }
 
     #[test]
