@@ -17,11 +17,9 @@ use std::time::Duration;
 
 use palisade_config::{LogFormat, LogOutput, Logging};
 use palisade_redact::{RedactingMakeWriter, Redactor};
-use std::fmt::Write as _;
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields};
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::FmtContext;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::prelude::*;
@@ -175,19 +173,81 @@ where
         if meta.target() != ACCESS_TARGET {
             return self.inner.format_event(ctx, w, event);
         }
-        w.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut w)?;
-        write!(w, "\",\"level\":\"{}\"", meta.level())?;
+        // The line is built in a `String` (static calls, inlined copies) and handed to the
+        // writer in one piece; through `Writer` every small write was a dynamic call.
+        let mut line = String::with_capacity(512);
+        line.push_str("{\"timestamp\":\"");
+        push_timestamp(&mut line, std::time::SystemTime::now());
+        line.push_str("\",\"level\":\"");
+        line.push_str(meta.level().as_str());
+        line.push('"');
         let mut fields = JsonFields {
-            w: &mut w,
+            line: &mut line,
             red: &self.redactor,
-            result: Ok(()),
         };
         event.record(&mut fields);
-        fields.result?;
-        w.write_str(",\"target\":\"")?;
-        w.write_str(ACCESS_TARGET)?;
-        w.write_str("\"}\n")
+        line.push_str(",\"target\":\"");
+        line.push_str(ACCESS_TARGET);
+        line.push_str("\"}\n");
+        w.write_str(&line)
+    }
+}
+
+/// `2026-11-21T10:47:50.987212Z`: UTC, microseconds, as `tracing-subscriber`'s `SystemTime`
+/// writes it (RFC 3339). A time before 1970 (a clock set wrong) is written as the epoch.
+fn push_timestamp(line: &mut String, now: std::time::SystemTime) {
+    let since = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = since.as_secs();
+    let (y, m, d) = civil_from_days(secs / 86_400);
+    let t = secs % 86_400;
+    push_digits(line, y, 4);
+    line.push('-');
+    push_digits(line, m, 2);
+    line.push('-');
+    push_digits(line, d, 2);
+    line.push('T');
+    push_digits(line, t / 3600, 2);
+    line.push(':');
+    push_digits(line, t / 60 % 60, 2);
+    line.push(':');
+    push_digits(line, t % 60, 2);
+    line.push('.');
+    push_digits(line, u64::from(since.subsec_micros()), 6);
+    line.push('Z');
+}
+
+/// The proleptic Gregorian date of a day counted from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`, on eras of 400 years).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Decimal digits of `n`, zero-padded to `width` (at most 20), without the `fmt` machinery.
+fn push_digits(line: &mut String, mut n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    let floor = buf.len() - width.min(buf.len());
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 && i <= floor {
+            break;
+        }
+    }
+    for &b in &buf[i..] {
+        line.push(char::from(b));
     }
 }
 
@@ -210,45 +270,38 @@ const OWN_FIELDS: &[&str] = &[
 
 /// Writes `,"name":value` per field, JSON-escaped like `serde_json` does, every string value
 /// but those of [`OWN_FIELDS`] redacted first.
-struct JsonFields<'a, 'w> {
-    w: &'a mut format::Writer<'w>,
+struct JsonFields<'a> {
+    line: &'a mut String,
     red: &'a Redactor,
-    result: std::fmt::Result,
 }
 
-impl JsonFields<'_, '_> {
-    fn key(&mut self, field: &Field) -> std::fmt::Result {
+impl JsonFields<'_> {
+    fn key(&mut self, field: &Field) {
         // Field names are Rust identifiers written in `proxy.rs`: nothing to escape.
-        self.w.write_str(",\"")?;
-        self.w.write_str(field.name())?;
-        self.w.write_str("\":")
+        self.line.push_str(",\"");
+        self.line.push_str(field.name());
+        self.line.push_str("\":");
     }
     fn number(&mut self, field: &Field, negative: bool, n: u64) {
-        if self.result.is_ok() {
-            self.result = self.key(field).and_then(|()| {
-                if negative {
-                    self.w.write_char('-')?;
-                }
-                write_u64(self.w, n)
-            });
+        self.key(field);
+        if negative {
+            self.line.push('-');
         }
+        push_digits(self.line, n, 1);
     }
 }
 
-impl Visit for JsonFields<'_, '_> {
+impl Visit for JsonFields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        if self.result.is_ok() {
-            let value = if value.is_empty() || OWN_FIELDS.contains(&field.name()) {
-                std::borrow::Cow::Borrowed(value)
-            } else {
-                self.red.redact(value)
-            };
-            self.result = self.key(field).and_then(|()| {
-                self.w.write_char('"')?;
-                JsonEscaped(self.w).write_str(&value)?;
-                self.w.write_char('"')
-            });
-        }
+        let value = if value.is_empty() || OWN_FIELDS.contains(&field.name()) {
+            std::borrow::Cow::Borrowed(value)
+        } else {
+            self.red.redact(value)
+        };
+        self.key(field);
+        self.line.push('"');
+        push_escaped(self.line, &value);
+        self.line.push('"');
     }
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         self.record_str(field, &format!("{value:?}"));
@@ -260,67 +313,48 @@ impl Visit for JsonFields<'_, '_> {
         self.number(field, value < 0, value.unsigned_abs());
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
-        if self.result.is_ok() {
-            self.result = self
-                .key(field)
-                .and_then(|()| self.w.write_str(if value { "true" } else { "false" }));
-        }
+        self.key(field);
+        self.line.push_str(if value { "true" } else { "false" });
     }
 }
-
-/// A `fmt::Write` that escapes what passes through it for a JSON string.
-struct JsonEscaped<'a, 'w>(&'a mut format::Writer<'w>);
 
 /// Bytes a JSON string cannot hold as they are.
 fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-impl std::fmt::Write for JsonEscaped<'_, '_> {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        // Nearly every value is plain: one tight scan, one copy.
-        if !s.bytes().any(needs_escape) {
-            return self.0.write_str(s);
-        }
-        let mut plain = 0;
-        for (i, b) in s.bytes().enumerate() {
-            let esc: &str = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x08 => "\\b",
-                0x0c => "\\f",
-                0..=0x1f => "",
-                _ => continue,
-            };
-            self.0.write_str(&s[plain..i])?;
-            if esc.is_empty() {
-                write!(self.0, "\\u{b:04x}")?;
-            } else {
-                self.0.write_str(esc)?;
-            }
-            plain = i + 1;
-        }
-        self.0.write_str(&s[plain..])
+/// `s` escaped for a JSON string, as `serde_json` escapes it.
+fn push_escaped(line: &mut String, s: &str) {
+    // Nearly every value is plain: one tight scan, one copy.
+    if !s.bytes().any(needs_escape) {
+        line.push_str(s);
+        return;
     }
-}
-
-/// Decimal digits of `n` without the formatting machinery (six numbers per access line).
-fn write_u64(w: &mut format::Writer<'_>, mut n: u64) -> std::fmt::Result {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut plain = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let esc: &str = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
+        };
+        line.push_str(&s[plain..i]);
+        if esc.is_empty() {
+            line.push_str("\\u00");
+            line.push(char::from(HEX[usize::from(b >> 4)]));
+            line.push(char::from(HEX[usize::from(b & 0xf)]));
+        } else {
+            line.push_str(esc);
         }
+        plain = i + 1;
     }
-    // Only ASCII digits were written.
-    w.write_str(std::str::from_utf8(&buf[i..]).map_err(|_| std::fmt::Error)?)
+    line.push_str(&s[plain..]);
 }
 
 /// The writer thread wakes this often to write what has accumulated (nginx's `flush=` idea):
@@ -715,6 +749,24 @@ mod tests {
             "{out}"
         );
         assert!(!out.contains("swordfish"), "{out}");
+    }
+
+    /// The access line's own timestamp writer agrees with a calendar, leap days and centuries
+    /// included.
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        let at = |secs: u64, micros: u64| {
+            let mut s = String::new();
+            let t = std::time::UNIX_EPOCH + Duration::from_micros(secs * 1_000_000 + micros);
+            push_timestamp(&mut s, t);
+            s
+        };
+        assert_eq!(at(0, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
+        assert_eq!(at(1_732_186_070, 987_212), "2024-11-21T10:47:50.987212Z");
+        assert_eq!(at(1_798_761_599, 999_999), "2026-12-31T23:59:59.999999Z");
+        assert_eq!(at(4_107_542_400, 0), "2100-03-01T00:00:00.000000Z");
+        assert_eq!(at(253_402_300_799, 0), "9999-12-31T23:59:59.000000Z");
     }
 
     /// Lines queued before a reopen land in the old file, lines after it in the new one, and

@@ -152,6 +152,14 @@ impl HeaderStore for PingoraHeaders<'_> {
     fn remove(&mut self, name: &HeaderName) {
         let _ = self.0.remove_header(name);
     }
+    fn for_each_name(&self, f: &mut dyn FnMut(&HeaderName)) {
+        self.0.headers.keys().for_each(f);
+    }
+    fn set_titled(&mut self, _name: &HeaderName, titled: &'static str, value: HeaderValue) {
+        // A `&'static str` name is kept as it is; a `HeaderName` would be copied into a
+        // title-cased (or, for most security headers, lower-case) name per insert.
+        let _ = self.0.insert_header(titled, value);
+    }
 }
 
 /// `s` for the access line: as it is when short enough (the access formatter or the log writer
@@ -168,8 +176,18 @@ fn capped<'a>(red: &palisade_redact::Redactor, s: &'a str, max: usize) -> Cow<'a
     Cow::Owned(format!("{}…", &red[..end]))
 }
 
+/// 32 lower-case hex digits of a random 128-bit number (written without the `fmt` machinery:
+/// one per request).
 pub fn new_request_id() -> String {
-    format!("{:032x}", rand::random::<u128>())
+    hex128(rand::random::<u128>())
+}
+
+fn hex128(n: u128) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    (0..32)
+        .rev()
+        .map(|i| char::from(HEX[((n >> (i * 4)) & 0xf) as usize]))
+        .collect()
 }
 
 /// A request id from a trusted proxy is kept if it looks like one.
@@ -223,7 +241,7 @@ impl EdgeProxy {
         }
         resp.insert_header(header::CONTENT_LENGTH, len.to_string())?;
         if let Some(gen) = &ctx.gen {
-            resp.insert_header(gen.request_id_header.clone(), ctx.request_id.as_str())?;
+            resp.insert_header(gen.request_id_wire.clone(), ctx.request_id.as_str())?;
             let hardening: &Hardening = match ctx.site() {
                 Some(s) => &s.hardening,
                 None => &gen.baseline,
@@ -779,7 +797,7 @@ impl ProxyHttp for EdgeProxy {
             req.insert_header("X-Forwarded-Host", ctx.host.as_str())?;
         }
         if let Some(gen) = &ctx.gen {
-            req.insert_header(gen.request_id_header.clone(), ctx.request_id.as_str())?;
+            req.insert_header(gen.request_id_wire.clone(), ctx.request_id.as_str())?;
         }
         Ok(())
     }
@@ -804,7 +822,7 @@ impl ProxyHttp for EdgeProxy {
             }
         }
         if let Some(gen) = &ctx.gen {
-            resp.insert_header(gen.request_id_header.clone(), ctx.request_id.as_str())?;
+            resp.insert_header(gen.request_id_wire.clone(), ctx.request_id.as_str())?;
         }
         Ok(())
     }
@@ -971,5 +989,9 @@ mod tests {
         assert!(!valid_request_id("a b"));
         assert!(!valid_request_id(&"a".repeat(129)));
         assert_eq!(new_request_id().len(), 32);
+        assert_ne!(new_request_id(), new_request_id());
+        for n in [0, 1, 0xabc, u128::MAX, u128::MAX / 3, 1 << 127] {
+            assert_eq!(hex128(n), format!("{n:032x}"));
+        }
     }
 }

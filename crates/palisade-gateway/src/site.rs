@@ -78,6 +78,9 @@ pub struct Generation {
     exact: HashMap<String, usize>,
     wildcard: HashMap<String, usize>,
     pub request_id_header: HeaderName,
+    /// The same name as sent (`X-Request-Id`), for Pingora's case-keeping header maps: a clone
+    /// is a reference count, where a `HeaderName` is copied into a new name per insert.
+    pub request_id_wire: bytes::Bytes,
     pub trusted: TrustedProxies,
     /// Hardening for responses that belong to no site (e.g. 421 for an unknown Host).
     pub baseline: Hardening,
@@ -218,6 +221,7 @@ impl Generation {
             sites,
             exact,
             wildcard,
+            request_id_wire: title_case(request_id_header.as_str()),
             request_id_header,
             baseline: Hardening::baseline(https_port),
             https_port,
@@ -249,4 +253,28 @@ fn load_ca(path: &std::path::Path) -> Result<Arc<[WrappedX509]>, String> {
         return Err("no PEM certificate found".into());
     }
     Ok(Arc::from(certs.into_boxed_slice()))
+}
+
+/// `x-request-id` -> `X-Request-Id`: a letter at the start or after `-` or `_` in upper case.
+fn title_case(name: &str) -> bytes::Bytes {
+    let mut up = true;
+    let titled: Vec<u8> = name
+        .bytes()
+        .map(|b| {
+            let out = if up { b.to_ascii_uppercase() } else { b };
+            up = matches!(b, b'-' | b'_');
+            out
+        })
+        .collect();
+    bytes::Bytes::from(titled)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn header_names_are_sent_title_cased() {
+        assert_eq!(&super::title_case("x-request-id")[..], b"X-Request-Id");
+        assert_eq!(&super::title_case("trace_id")[..], b"Trace_Id");
+        assert_eq!(&super::title_case("x--b")[..], b"X--B");
+    }
 }

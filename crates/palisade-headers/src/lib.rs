@@ -32,6 +32,13 @@ pub trait HeaderStore {
     fn set(&mut self, name: HeaderName, value: HeaderValue);
     fn append(&mut self, name: HeaderName, value: HeaderValue);
     fn remove(&mut self, name: &HeaderName);
+    /// Calls `f` once per distinct header name present.
+    fn for_each_name(&self, f: &mut dyn FnMut(&HeaderName));
+    /// [`HeaderStore::set`] with the name as it is to be sent (`X-Frame-Options`): a store that
+    /// keeps the case of names (Pingora's) uses it instead of building one.
+    fn set_titled(&mut self, name: &HeaderName, _titled: &'static str, value: HeaderValue) {
+        self.set(name.clone(), value);
+    }
 }
 
 impl HeaderStore for http::HeaderMap {
@@ -50,17 +57,45 @@ impl HeaderStore for http::HeaderMap {
     fn remove(&mut self, name: &HeaderName) {
         http::HeaderMap::remove(self, name);
     }
+    fn for_each_name(&self, f: &mut dyn FnMut(&HeaderName)) {
+        self.keys().for_each(f);
+    }
+}
+
+/// The name of a header Palisade adds, as sent on the wire.
+fn titled(name: &HeaderName) -> Option<&'static str> {
+    Some(match *name {
+        X_CONTENT_TYPE_OPTIONS => "X-Content-Type-Options",
+        X_FRAME_OPTIONS => "X-Frame-Options",
+        REFERRER_POLICY => "Referrer-Policy",
+        CONTENT_SECURITY_POLICY => "Content-Security-Policy",
+        CONTENT_SECURITY_POLICY_REPORT_ONLY => "Content-Security-Policy-Report-Only",
+        STRICT_TRANSPORT_SECURITY => "Strict-Transport-Security",
+        _ if *name == PERMISSIONS_POLICY => "Permissions-Policy",
+        _ => return None,
+    })
+}
+
+fn length_bit(name: &HeaderName) -> u64 {
+    1u64 << name.as_str().len().min(63)
+}
+
+fn lengths(names: &[HeaderName]) -> u64 {
+    names.iter().fold(0, |m, n| m | length_bit(n))
 }
 
 /// A site's response policy, compiled once per config generation.
 #[derive(Debug, Clone)]
 pub struct Hardening {
     hsts: Option<HeaderValue>,
-    /// Security headers in the order they are added.
-    security: Vec<(HeaderName, HeaderValue)>,
+    /// Security headers in the order they are added, with their names as sent.
+    security: Vec<(HeaderName, Option<&'static str>, HeaderValue)>,
     override_upstream: bool,
     upgrade_insecure_requests: bool,
     remove: Vec<HeaderName>,
+    /// Bit `n` set when a name of `remove` is `n` bytes long (63: longer): most response
+    /// headers are ruled out by their length alone.
+    remove_lengths: u64,
     cookies: CookiePolicy,
     hosts: Vec<HostPattern>,
     /// The port clients reach the https listener on, for rewritten `Location`s.
@@ -106,6 +141,18 @@ impl Hardening {
                 security.push((CONTENT_SECURITY_POLICY, csp));
             }
         }
+        let security = security
+            .into_iter()
+            .map(|(n, v)| {
+                let t = titled(&n);
+                (n, t, v)
+            })
+            .collect();
+        let remove: Vec<HeaderName> = h
+            .remove
+            .iter()
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
+            .collect();
         Hardening {
             hsts: site
                 .hsts
@@ -114,11 +161,8 @@ impl Hardening {
             security,
             override_upstream: h.override_upstream,
             upgrade_insecure_requests: h.upgrade_insecure_requests,
-            remove: h
-                .remove
-                .iter()
-                .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-                .collect(),
+            remove_lengths: lengths(&remove),
+            remove,
             cookies: site.cookies.clone(),
             hosts: site.hosts.clone(),
             https_port,
@@ -141,11 +185,15 @@ impl Hardening {
                 .and_then(|v| HeaderValue::from_str(&v).ok()),
             security: pairs
                 .into_iter()
-                .filter_map(|(n, v)| Some((n, HeaderValue::from_str(v.as_deref()?).ok()?)))
+                .filter_map(|(n, v)| {
+                    let t = titled(&n);
+                    Some((n, t, HeaderValue::from_str(v.as_deref()?).ok()?))
+                })
                 .collect(),
             override_upstream: false,
             upgrade_insecure_requests: false,
             remove: Vec::new(),
+            remove_lengths: 0,
             cookies: palisade_config::CookiePolicy::default(),
             hosts: Vec::new(),
             https_port,
@@ -155,10 +203,15 @@ impl Hardening {
     /// Harden an upstream response. `https` is whether the client talks to us over TLS
     /// (directly or through a trusted TLS-terminating proxy).
     pub fn apply<H: HeaderStore>(&self, headers: &mut H, https: bool) {
-        for name in &self.remove {
-            if headers.contains(name) {
-                headers.remove(name);
+        // One pass over the response's few names rather than a lookup per listed name.
+        let mut doomed: Vec<HeaderName> = Vec::new();
+        headers.for_each_name(&mut |name| {
+            if self.remove_lengths & length_bit(name) != 0 && self.remove.contains(name) {
+                doomed.push(name.clone());
             }
+        });
+        for name in &doomed {
+            headers.remove(name);
         }
         self.add_security_headers(headers, https);
         self.harden_cookies(headers, https);
@@ -186,13 +239,20 @@ impl Hardening {
         if https {
             if let Some(hsts) = &self.hsts {
                 if self.override_upstream || !headers.contains(&STRICT_TRANSPORT_SECURITY) {
-                    headers.set(STRICT_TRANSPORT_SECURITY, hsts.clone());
+                    headers.set_titled(
+                        &STRICT_TRANSPORT_SECURITY,
+                        "Strict-Transport-Security",
+                        hsts.clone(),
+                    );
                 }
             }
         }
-        for (name, value) in &self.security {
+        for (name, title, value) in &self.security {
             if self.override_upstream || !headers.contains(name) {
-                headers.set(name.clone(), value.clone());
+                match title {
+                    Some(t) => headers.set_titled(name, t, value.clone()),
+                    None => headers.set(name.clone(), value.clone()),
+                }
             } else if *name == CONTENT_SECURITY_POLICY && self.upgrade_insecure_requests {
                 // The shop has its own policy: keep it, but still ask for the upgrade.
                 let values = headers.get_all_values(name);
