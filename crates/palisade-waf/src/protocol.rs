@@ -46,7 +46,7 @@ pub(crate) fn headers<'a>(req: &Request<'a>) -> Headers<'a> {
             .iter()
             .fold(false, |a, &b| a | ((b < 0x20) & (b != b'\t')) | (b == 0x7f))
             | n.bytes().fold(false, |a, b| a | (b <= 0x20) | (b == b':'));
-        let is = |name: &str| n.len() == name.len() && n.eq_ignore_ascii_case(name);
+        let is = |name: &str| crate::request::eq_lower(n.as_bytes(), name.as_bytes());
         match n.len() {
             4 if is("host") => {
                 if h.host.is_none() {
