@@ -776,7 +776,7 @@ mod tests {
             b"",
         ];
         for lower in lowers {
-            assert_eq!(eq_lower(lower, lower), true, "{lower:?} against itself");
+            assert!(eq_lower(lower, lower), "{lower:?} against itself");
             for at in 0..lower.len() {
                 for b in 0..=255u8 {
                     let mut t = lower.to_vec();
