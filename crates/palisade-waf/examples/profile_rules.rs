@@ -91,10 +91,22 @@ fn main() {
         }
         return;
     }
-    let base = time(&WafSettings::default(), &req);
+    // `OFF=rule,rule`: those rules turned off (to time what they cost).
+    let settings: WafSettings = match std::env::var("OFF") {
+        Ok(off) => toml::from_str(&format!(
+            "rule_modes = [{}]",
+            off.split(',')
+                .map(|id| format!("{{ rule = \"{id}\", mode = \"off\" }}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .unwrap(),
+        Err(_) => WafSettings::default(),
+    };
+    let base = time(&settings, &req);
     println!("all rules: {base:.0} ns");
     if std::env::var_os("ONLY_BASE").is_some() {
-        let e = compile(&WafSettings::default()).unwrap();
+        let e = compile(&settings).unwrap();
         for _ in 0..200_000 {
             std::hint::black_box(e.inspect(&req));
         }

@@ -1669,7 +1669,7 @@ impl Engine {
     fn index_of(&self, item: &Item<'_>) -> usize {
         if matches!(item.class, Class::HeaderUser | Class::HeaderStd) {
             for (name, at) in &self.named {
-                if name.eq_ignore_ascii_case(&item.name) {
+                if request::eq_lower(&item.name, name) {
                     return *at;
                 }
             }

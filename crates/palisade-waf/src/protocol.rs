@@ -46,7 +46,7 @@ pub(crate) fn headers<'a>(req: &Request<'a>) -> Headers<'a> {
             .iter()
             .fold(false, |a, &b| a | ((b < 0x20) & (b != b'\t')) | (b == 0x7f))
             | n.bytes().fold(false, |a, b| a | (b <= 0x20) | (b == b':'));
-        let is = |name: &str| n.len() == name.len() && n.eq_ignore_ascii_case(name);
+        let is = |name: &str| crate::request::eq_lower(n.as_bytes(), name.as_bytes());
         match n.len() {
             4 if is("host") => {
                 if h.host.is_none() {
@@ -119,7 +119,7 @@ pub(crate) fn check(
                 matches!(
                     i.class,
                     Class::Arg | Class::ArgName | Class::Path | Class::Filename
-                ) && memchr::memchr(0, &i.value).is_some()
+                ) && has_nul(&i.value)
             }) || memchr::memchr_iter(b'%', parsed.path_raw)
                 .any(|i| parsed.path_raw[i + 1..].starts_with(b"00"))
         }
@@ -139,6 +139,16 @@ pub(crate) fn check(
         Proto::HeaderCtl => "header_names",
         _ => "request",
     })
+}
+
+/// A NUL byte in `v`. Most values are short, where a plain loop costs less
+/// than setting up `memchr`'s vector search.
+fn has_nul(v: &[u8]) -> bool {
+    if v.len() <= 32 {
+        v.iter().fold(false, |a, &b| a | (b == 0))
+    } else {
+        memchr::memchr(0, v).is_some()
+    }
 }
 
 /// `%` not followed by two hex digits (or `u` + four) in the raw target.
@@ -228,4 +238,22 @@ fn content_type_bad(req: &Request<'_>, h: &Headers<'_>) -> bool {
         }
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_nul;
+
+    #[test]
+    fn nul_anywhere_in_any_length() {
+        for n in 0..80 {
+            let mut v = vec![b'a'; n];
+            assert!(!has_nul(&v));
+            for at in 0..n {
+                v[at] = 0;
+                assert!(has_nul(&v), "{n} {at}");
+                v[at] = b'a';
+            }
+        }
+    }
 }

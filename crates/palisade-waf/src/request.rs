@@ -242,19 +242,69 @@ const STRUCTURAL_BY_LEN: [&[&str]; 26] = [
 /// Whether a header name (any case) is in [`STRUCTURAL`].
 pub(crate) fn is_structural(name: &str) -> bool {
     let n = name.as_bytes();
-    let ends = |s: &[u8]| {
-        s.first().map(u8::to_ascii_lowercase) == n.first().map(u8::to_ascii_lowercase)
-            && s.last().map(u8::to_ascii_lowercase) == n.last().map(u8::to_ascii_lowercase)
-    };
+    let first = n.first().map_or(0, |b| b | 0x20);
     STRUCTURAL_BY_LEN.get(n.len()).is_some_and(|c| {
         c.iter()
-            .any(|s| ends(s.as_bytes()) && s.as_bytes().eq_ignore_ascii_case(n))
+            .any(|s| s.as_bytes().first() == Some(&first) && eq_lower(n, s.as_bytes()))
     })
 }
 
 /// A header name, any case, equal to a lower-case one.
 fn named(name: &str, lower: &str) -> bool {
-    name.len() == lower.len() && name.eq_ignore_ascii_case(lower)
+    eq_lower(name.as_bytes(), lower.as_bytes())
+}
+
+/// `text.eq_ignore_ascii_case(lower)` when `lower` has no upper-case
+/// letter (it returns the same for every `text`).
+#[inline(always)]
+pub(crate) fn eq_lower(text: &[u8], lower: &[u8]) -> bool {
+    text.len() == lower.len() && eq_lower_words(text, lower)
+}
+
+/// Eight bytes at a time: a byte of `text` matches a lower-case letter of
+/// `lower` when it is that letter once bit 0x20 is set, and any other byte
+/// only when it is equal. (Equal lengths.)
+fn eq_lower_words(text: &[u8], lower: &[u8]) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let same = |a: u64, b: u64| {
+        if b & HIGH != 0 {
+            // A byte of 0x80 or more: the byte arithmetic below would
+            // carry; compare byte by byte.
+            return a.to_le_bytes().eq_ignore_ascii_case(&b.to_le_bytes());
+        }
+        // The bytes of `b` in `a..=z` (no carry between bytes: all are
+        // below 0x80 and so are the added constants).
+        let from_a = b.wrapping_add(ONES * (0x80 - u64::from(b'a')));
+        let past_z = b.wrapping_add(ONES * (0x80 - u64::from(b'z') - 1));
+        let letters = from_a & !past_z & HIGH;
+        // Bit 0x20 set where `b` has a letter: upper case folds.
+        (a | letters >> 2) == b
+    };
+    let load = |s: &[u8], at: usize| {
+        s.get(at..at + 8)
+            .and_then(|w| <[u8; 8]>::try_from(w).ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let n = lower.len().min(text.len());
+    if n < 8 {
+        let short = |s: &[u8]| {
+            s.iter()
+                .take(8)
+                .rev()
+                .fold(0u64, |w, &b| w << 8 | u64::from(b))
+        };
+        return same(short(text), short(lower));
+    }
+    let mut at = 0;
+    while at + 8 < n {
+        if !same(load(text, at), load(lower, at)) {
+            return false;
+        }
+        at += 8;
+    }
+    // The last eight bytes (overlapping the previous word if need be).
+    same(load(text, n - 8), load(lower, n - 8))
 }
 
 /// Splits a request-target into path and query, skipping the scheme and
@@ -711,6 +761,39 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn eq_lower_is_eq_ignore_ascii_case() {
+        // Every pair of bytes at every position of a few lengths, against
+        // lower-case texts with letters, digits, punctuation and high bytes.
+        let lowers: [&[u8]; 6] = [
+            b"sec-fetch-dest",
+            b"a",
+            b"upgrade-insecure-requests",
+            b"x_y.z:0129@[`{~\x7f",
+            b"caf\xc3\xa9-\xff\x80",
+            b"",
+        ];
+        for lower in lowers {
+            assert!(eq_lower(lower, lower), "{lower:?} against itself");
+            for at in 0..lower.len() {
+                for b in 0..=255u8 {
+                    let mut t = lower.to_vec();
+                    t[at] = b;
+                    assert_eq!(
+                        eq_lower(&t, lower),
+                        t.eq_ignore_ascii_case(lower),
+                        "{t:?} {lower:?}"
+                    );
+                }
+            }
+            let mut longer = lower.to_vec();
+            longer.push(b'a');
+            assert!(!eq_lower(&longer, lower));
+        }
+        assert!(eq_lower(b"Sec-Fetch-DEST", b"sec-fetch-dest"));
+        assert!(!eq_lower(b"Sec-Fetch\rDEST", b"sec-fetch-dest"));
     }
 
     #[test]
