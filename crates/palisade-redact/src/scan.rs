@@ -150,6 +150,11 @@ fn classify_memo(raw: &[u8], mask: u64, had_pct: bool, r: &Redactor) -> Option<K
     .unwrap_or_else(|_| classify())
 }
 
+/// No detector masks anything in a text shorter than this: a named field needs a name of three
+/// bytes, a separator and a value; a URL password `://`, `:` and `@`; an auth scheme its word;
+/// an e-mail `x@y.z`; a card twelve digits. Tested exhaustively below it (`swar_tests`).
+pub(crate) const SHORTEST_MASKED: usize = 5;
+
 /// Every span to mask in `b`, sorted and disjoint. Empty (and unallocated) when nothing was found.
 pub(crate) fn find(b: &[u8], r: &Redactor) -> Vec<Span> {
     let mut spans = Spans::default();
@@ -1111,6 +1116,52 @@ fn email_at(b: &[u8], at: usize, dom: usize, spans: &mut Spans) {
             tld: (dot + 1, q),
         },
     });
+}
+
+#[cfg(test)]
+mod short_text_tests {
+    use super::*;
+
+    /// Every text shorter than [`SHORTEST_MASKED`] over the bytes the detectors look for (and a
+    /// few others) yields no span, with e-mails and extra field names on.
+    #[test]
+    fn nothing_shorter_than_the_shortest_mask_is_masked() {
+        let settings = crate::RedactSettings {
+            extra_fields: vec!["pin".into(), "ab".into()],
+            ..Default::default()
+        };
+        let r = Redactor::new(&settings).unwrap();
+        let alphabet = b"0149abeyJBpinP@.:=/%\\\"' -_;&?#";
+        let mut text = Vec::new();
+        let mut checked = 0u64;
+        for len in 0..SHORTEST_MASKED {
+            let mut idx = vec![0usize; len];
+            loop {
+                text.clear();
+                text.extend(idx.iter().map(|&i| alphabet[i]));
+                assert!(
+                    find(&text, &r).is_empty(),
+                    "{:?}",
+                    String::from_utf8_lossy(&text)
+                );
+                checked += 1;
+                // next index vector (odometer)
+                let mut k = 0;
+                while k < len {
+                    idx[k] += 1;
+                    if idx[k] < alphabet.len() {
+                        break;
+                    }
+                    idx[k] = 0;
+                    k += 1;
+                }
+                if k == len {
+                    break;
+                }
+            }
+        }
+        assert!(checked > 800_000);
+    }
 }
 
 #[cfg(test)]
