@@ -7,7 +7,7 @@ use std::time::Instant;
 
 #[path = "../benches/common/mod.rs"]
 mod common;
-use common::{browser_headers, json_cart, text_body, COOKIE, TARGET_2K};
+use common::{browser_headers, chrome_headers, json_cart, text_body, wire_size, COOKIE, TARGET_2K};
 
 fn time(settings: &WafSettings, req: &Request<'_>) -> f64 {
     let e = compile(settings).unwrap();
@@ -50,6 +50,17 @@ fn main() {
         body: None,
         body_truncated: false,
     };
+    // `REQ=get2k`: the benchmark's 2,048-byte Chrome GET.
+    let chrome = chrome_headers();
+    assert_eq!(wire_size("GET", TARGET_2K, &chrome), 2048);
+    let get2k_req = Request {
+        method: "GET",
+        target: TARGET_2K,
+        version: "HTTP/1.1",
+        headers: &chrome,
+        body: None,
+        body_truncated: false,
+    };
     // `REQ=body64`: the benchmark's 64 KiB text body.
     let body = text_body(64);
     let mut body_headers = bench_headers.clone();
@@ -76,6 +87,7 @@ fn main() {
     };
     let req = match std::env::var("REQ").as_deref() {
         Ok("bench") => bench_req,
+        Ok("get2k") => get2k_req,
         Ok("body64") => body_req,
         Ok("json10k") => json_req,
         _ => req,

@@ -1,5 +1,5 @@
 //! The requests the engine benchmark measures, shared with `examples/profile_rules.rs` so that
-//! its `REQ=bench` and `REQ=body64` instruction counts are of the very same requests.
+//! its `REQ=bench`, `REQ=get2k` and `REQ=body64` instruction counts are of the very same requests.
 
 /// A browser's headers for a shop page, 14 of them, with `cookie` as the Cookie header.
 pub fn browser_headers(cookie: &'static [u8]) -> Vec<(&'static str, &'static [u8])> {
@@ -24,6 +24,47 @@ pub fn browser_headers(cookie: &'static [u8]) -> Vec<(&'static str, &'static [u8
 pub const COOKIE: &[u8] = b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; form_key=Zx81kQpL0aVb3nTe; mage-cache-storage=%7B%7D; mage-cache-sessid=true; section_data_ids=%7B%22cart%22%3A1732190000%2C%22customer%22%3A1732190000%7D; private_content_version=4c2b7a1f0e8d9c6b5a4f3e2d1c0b9a87; _ga=GA1.1.1234567890.1732190000; _ga_ABC123=GS1.1.1732190000.3.1.1732190456.0.0.0; cookie_consent=%7B%22necessary%22%3Atrue%2C%22analytics%22%3Atrue%7D; store=fr; currency=EUR";
 
 pub const TARGET_2K: &[u8] = b"/catalogsearch/result/index/?q=chaussures+de+randonn%C3%A9e+femme+imperm%C3%A9able&cat=42&price=50-120&color=bleu&size=38&brand=Salomon&sort=relevance&dir=desc&page=2&limit=36&utm_source=newsletter&utm_medium=email&utm_campaign=black-friday-2026&utm_content=hero-banner&gclid=Cj0KCQiA1ZGcBhCoARIsAGQ0kkqfY3bN8rV2c5lT1xWmE0x4&fbclid=IwAR2xK9vQ7bZ3mY1pL4nT8wR6sD0fG5hJ2kL9zX3cV7bN1mQ4wE";
+
+/// Chrome's headers for the same shop page with the cookies a shop front collects after a few
+/// visits (session, cart sections, consent, analytics, ads pixels, A/B test): with
+/// `TARGET_2K` they make a request of 2,048 bytes on the wire (see `wire_size`).
+pub fn chrome_headers() -> Vec<(&'static str, &'static [u8])> {
+    vec![
+        ("Host", b"shop.example"),
+        ("Connection", b"keep-alive"),
+        ("sec-ch-ua", b"\"Google Chrome\";v=\"131\", \"Chromium\";v=\"131\", \"Not_A Brand\";v=\"24\""),
+        ("sec-ch-ua-mobile", b"?0"),
+        ("sec-ch-ua-platform", b"\"Windows\""),
+        ("Upgrade-Insecure-Requests", b"1"),
+        ("User-Agent", b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36"),
+        ("Accept", b"text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8,application/signed-exchange;v=b3;q=0.7"),
+        ("Sec-Fetch-Site", b"same-origin"),
+        ("Sec-Fetch-Mode", b"navigate"),
+        ("Sec-Fetch-User", b"?1"),
+        ("Sec-Fetch-Dest", b"document"),
+        ("Referer", b"https://shop.example/collections/chaussures?page=2&sort=price-asc"),
+        ("Accept-Encoding", b"gzip, deflate, br, zstd"),
+        ("Accept-Language", b"fr-FR,fr;q=0.9,en-US;q=0.8,en;q=0.7"),
+        ("Cookie", COOKIE_2K),
+        ("Priority", b"u=0, i"),
+    ]
+}
+
+pub const COOKIE_2K: &[u8] = b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; form_key=Zx81kQpL0aVb3nTe; mage-cache-storage=%7B%7D; mage-cache-storage-section-invalidation=%7B%7D; mage-cache-sessid=true; mage-messages=; section_data_ids=%7B%22cart%22%3A1732190000%2C%22customer%22%3A1732190000%2C%22wishlist%22%3A1732190000%7D; private_content_version=4c2b7a1f0e8d9c6b5a4f3e2d1c0b9a87; X-Magento-Vary=9bf9a599123e6402b85cde67144717a08b817412; product_data_storage=%7B%7D; _ga=GA1.1.1234567890.1732190000; _ga_ABC12345=GS1.1.1732190000.3.1.1732190456.0.0.0; _gcl_au=1.1.987654321.1732190000; _fbp=fb.1.1732190000123.1234567890; _hjSessionUser_3141592=eyJpZCI6IjZmYjQ0YzQ1LTk4ZjItNTdhMi1iYzNkLTFhMmIzYzRkNWU2ZiIsImNyZWF0ZWQiOjE3MzIxOTAwMDAwMDAsImV4aXN0aW5nIjp0cnVlfQ==; cookie_consent=%7B%22necessary%22%3Atrue%2C%22analytics%22%3Atrue%2C%22marketing%22%3Afalse%7D; ab_home=variant-b; store=fr; currency=EUR";
+
+/// The bytes `method target HTTP/1.1` and `headers` take on the wire (request line, one
+/// `name: value` line each, the empty line).
+pub fn wire_size(method: &str, target: &[u8], headers: &[(&str, &[u8])]) -> usize {
+    method.len()
+        + 1
+        + target.len()
+        + " HTTP/1.1\r\n".len()
+        + headers
+            .iter()
+            .map(|(n, v)| n.len() + 2 + v.len() + 2)
+            .sum::<usize>()
+        + 2
+}
 
 /// A benign text body (a customer's message, repeated) of exactly `kib` KiB.
 pub fn text_body(kib: usize) -> Vec<u8> {
