@@ -9,7 +9,10 @@ use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criteri
 use palisade_waf::{compile, Action, Request, WafSettings};
 
 mod common;
-use common::{browser_headers, chrome_headers, json_cart, text_body, wire_size, COOKIE, TARGET_2K};
+use common::{
+    browser_headers, chrome_headers, get_request, json_cart, text_body, wire_size, COOKIE,
+    TARGET_2K,
+};
 
 fn bench(c: &mut Criterion) {
     let engine = compile(&WafSettings::default()).unwrap();
@@ -20,14 +23,7 @@ fn bench(c: &mut Criterion) {
             .map(|(n, v)| n.len() + v.len() + 4)
             .sum::<usize>();
 
-    let get = Request {
-        method: "GET",
-        target: TARGET_2K,
-        version: "HTTP/1.1",
-        headers: &headers,
-        body: None,
-        body_truncated: false,
-    };
+    let get = get_request(TARGET_2K, &headers);
     assert_eq!(
         engine.inspect(&get).action,
         Action::Allow,
@@ -41,14 +37,7 @@ fn bench(c: &mut Criterion) {
     // on the wire. (`benign_get` above is the older, smaller Firefox request, 1.4 KiB, kept so
     // that its figures stay comparable with the earlier ones in RESULTS.md.)
     let chrome = chrome_headers();
-    let get_2k = Request {
-        method: "GET",
-        target: TARGET_2K,
-        version: "HTTP/1.1",
-        headers: &chrome,
-        body: None,
-        body_truncated: false,
-    };
+    let get_2k = get_request(TARGET_2K, &chrome);
     let size_2k = wire_size("GET", TARGET_2K, &chrome);
     assert_eq!(
         size_2k, 2048,

@@ -7,7 +7,10 @@ use std::time::Instant;
 
 #[path = "../benches/common/mod.rs"]
 mod common;
-use common::{browser_headers, chrome_headers, json_cart, text_body, wire_size, COOKIE, TARGET_2K};
+use common::{
+    browser_headers, chrome_headers, get_request, json_cart, text_body, wire_size, COOKIE,
+    TARGET_2K,
+};
 
 fn time(settings: &WafSettings, req: &Request<'_>) -> f64 {
     let e = compile(settings).unwrap();
@@ -42,25 +45,11 @@ fn main() {
     };
     // `REQ=bench`: the criterion benchmark's 2 KiB GET instead.
     let bench_headers = browser_headers(COOKIE);
-    let bench_req = Request {
-        method: "GET",
-        target: TARGET_2K,
-        version: "HTTP/1.1",
-        headers: &bench_headers,
-        body: None,
-        body_truncated: false,
-    };
+    let bench_req = get_request(TARGET_2K, &bench_headers);
     // `REQ=get2k`: the benchmark's 2,048-byte Chrome GET.
     let chrome = chrome_headers();
     assert_eq!(wire_size("GET", TARGET_2K, &chrome), 2048);
-    let get2k_req = Request {
-        method: "GET",
-        target: TARGET_2K,
-        version: "HTTP/1.1",
-        headers: &chrome,
-        body: None,
-        body_truncated: false,
-    };
+    let get2k_req = get_request(TARGET_2K, &chrome);
     // `REQ=body64`: the benchmark's 64 KiB text body.
     let body = text_body(64);
     let mut body_headers = bench_headers.clone();

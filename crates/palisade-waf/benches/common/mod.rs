@@ -1,6 +1,20 @@
 //! The requests the engine benchmark measures, shared with `examples/profile_rules.rs` so that
 //! its `REQ=bench`, `REQ=get2k` and `REQ=body64` instruction counts are of the very same requests.
 
+use palisade_waf::Request;
+
+/// A GET of `target` with `headers`, no body.
+pub fn get_request<'a>(target: &'a [u8], headers: &'a [(&'a str, &'a [u8])]) -> Request<'a> {
+    Request {
+        method: "GET",
+        target,
+        version: "HTTP/1.1",
+        headers,
+        body: None,
+        body_truncated: false,
+    }
+}
+
 /// A browser's headers for a shop page, 14 of them, with `cookie` as the Cookie header.
 pub fn browser_headers(cookie: &'static [u8]) -> Vec<(&'static str, &'static [u8])> {
     vec![
