@@ -10,9 +10,13 @@ use palisade_waf::{compile, Action, Request, WafSettings};
 
 mod common;
 use common::{
-    browser_headers, chrome_headers, get_request, json_cart, text_body, wire_size, COOKIE,
-    TARGET_2K,
+    browser_headers, chrome_headers, get_request, json_cart, text_body, visitor_cookie, wire_size,
+    with_cookie, COOKIE, TARGET_2K,
 };
+
+/// Distinct visitors in the `new_visitors` benchmark: twice the memo's slots, so that their
+/// cookies never repeat before they are evicted.
+const VISITORS: u32 = 4096;
 
 fn bench(c: &mut Criterion) {
     let engine = compile(&WafSettings::default()).unwrap();
@@ -49,8 +53,33 @@ fn bench(c: &mut Criterion) {
         "{:?}",
         engine.inspect(&get_2k)
     );
+    // The same request three ways. `benign_get_2k`: a repeat visitor, every header and cookie
+    // already in this thread's memo. `benign_get_2k_uncached`: every value checked afresh, as
+    // on a thread that has seen none of them. `benign_get_2k_new_visitors`: 4,096 visitors of the
+    // same browser, each with their own session, analytics ids and visit times (~12 of the 19
+    // cookie values), taken in turn: the browser's headers and the cookie names repeat, the
+    // visitors' values do not.
     percentiles("benign_get_2k", || {
         black_box(engine.inspect(black_box(&get_2k)));
+    });
+    percentiles("benign_get_2k_uncached", || {
+        black_box(engine.inspect_uncached(black_box(&get_2k)));
+    });
+    let jars: Vec<Vec<u8>> = (0..VISITORS).map(visitor_cookie).collect();
+    let visitors: Vec<Vec<(&str, &[u8])>> = jars.iter().map(|j| with_cookie(&chrome, j)).collect();
+    for v in &visitors {
+        assert_eq!(wire_size("GET", TARGET_2K, v), 2048);
+        let verdict = engine.inspect(&get_request(TARGET_2K, v));
+        assert_eq!(verdict.action, Action::Allow, "{verdict:?}");
+    }
+    let mut turn = 0usize;
+    let mut next_visitor = || {
+        turn = (turn + 1) % visitors.len();
+        get_request(TARGET_2K, &visitors[turn])
+    };
+    percentiles("benign_get_2k_new_visitors", || {
+        let req = next_visitor();
+        black_box(engine.inspect(black_box(&req)));
     });
     let mut g = c.benchmark_group("engine");
     g.throughput(Throughput::Bytes(size as u64));
@@ -61,6 +90,18 @@ fn bench(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("benign_get_2k", size_2k), |b| {
         b.iter(|| engine.inspect(black_box(&get_2k)))
     });
+    g.bench_function(BenchmarkId::new("benign_get_2k_uncached", size_2k), |b| {
+        b.iter(|| engine.inspect_uncached(black_box(&get_2k)))
+    });
+    g.bench_function(
+        BenchmarkId::new("benign_get_2k_new_visitors", size_2k),
+        |b| {
+            b.iter(|| {
+                let req = next_visitor();
+                engine.inspect(black_box(&req))
+            })
+        },
+    );
 
     let form = b"form_key=Zx81kQpL0aVb3nTe&firstname=Fran%C3%A7oise&lastname=O%27Reilly&email=francoise.oreilly%40example.fr&telephone=%2B33+6+12+34+56+78&street%5B0%5D=12+rue+de+l%27%C3%89glise&street%5B1%5D=B%C3%A2timent+B%2C+3e+%C3%A9tage&city=Saint-%C3%89tienne&postcode=42000&country_id=FR&region=Loire&company=Caf%C3%A9+%26+Th%C3%A9+SARL&vat_id=FR12345678901&comment=Livraison+apr%C3%A8s+18h+svp%2C+sonner+2+fois+%28code+1234%29";
     let mut form_headers = headers.clone();

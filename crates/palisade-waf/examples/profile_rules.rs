@@ -8,8 +8,8 @@ use std::time::Instant;
 #[path = "../benches/common/mod.rs"]
 mod common;
 use common::{
-    browser_headers, chrome_headers, get_request, json_cart, text_body, wire_size, COOKIE,
-    TARGET_2K,
+    browser_headers, chrome_headers, get_request, json_cart, text_body, visitor_cookie, wire_size,
+    with_cookie, COOKIE, TARGET_2K,
 };
 
 fn time(settings: &WafSettings, req: &Request<'_>) -> f64 {
@@ -86,9 +86,26 @@ fn main() {
         .and_then(|v| v.parse::<usize>().ok())
     {
         // Fixed work for instruction counting (valgrind --tool=callgrind).
+        // `MEMO=off`: every value checked afresh (`inspect_uncached`).
         let e = compile(&WafSettings::default()).unwrap();
+        let cold = std::env::var("MEMO").as_deref() == Ok("off");
+        // `REQ=visitors`: the 2,048-byte GET of 4,096 visitors in turn (the engine bench's
+        // `benign_get_2k_new_visitors`).
+        if std::env::var("REQ").as_deref() == Ok("visitors") {
+            let jars: Vec<Vec<u8>> = (0..4096).map(visitor_cookie).collect();
+            let visitors: Vec<_> = jars.iter().map(|j| with_cookie(&chrome, j)).collect();
+            for k in 0..n {
+                let req = get_request(TARGET_2K, &visitors[k % visitors.len()]);
+                std::hint::black_box(e.inspect(&req));
+            }
+            return;
+        }
         for _ in 0..n {
-            std::hint::black_box(e.inspect(&req));
+            if cold {
+                std::hint::black_box(e.inspect_uncached(&req));
+            } else {
+                std::hint::black_box(e.inspect(&req));
+            }
         }
         return;
     }

@@ -7,6 +7,7 @@ use std::ops::Range;
 use regex::bytes::{RegexSet, RegexSetBuilder};
 
 use crate::detect::{sqli, xss};
+use crate::memo::{self, EngineId, Memo};
 use crate::normalize::{self, View, VIEW_COUNT};
 use crate::request::{self, Class, Item, Request, CLASS_COUNT};
 use crate::scan::LitDfa;
@@ -439,7 +440,12 @@ pub struct Engine {
     /// those whose second group it belongs to.
     sb_rules: Vec<u64>,
     sb_also: Vec<u64>,
+    /// This engine's key in the per-thread memo (unique per compilation).
+    memo_id: EngineId,
 }
+
+/// Every compiled engine's memo key is the next of these.
+static NEXT_ENGINE_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
 /// The built-in rule files, embedded at build time.
 pub const BUILTIN_RULES: &[(&str, &str)] = &[
@@ -1234,6 +1240,7 @@ pub fn compile(settings: &WafSettings) -> Result<Engine, Vec<WafConfigError>> {
         byte_bits: lits.byte_bits,
         sb_rules: lits.sb_rules,
         sb_also: lits.sb_also,
+        memo_id: NEXT_ENGINE_ID.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
     })
 }
 
@@ -1272,7 +1279,48 @@ struct Scratch {
     stamp: u32,
     sqli: sqli::Scratch,
     lower: Vec<u8>,
+    /// What this thread's rules found in the header and cookie values it
+    /// has seen (see `memo`).
+    memo: Memo,
+    /// Set while the item being collected is to be remembered: its jobs
+    /// are marked `CAPTURE`.
+    capturing: bool,
+    /// The remembered rules of the queued `REPLAY` jobs.
+    replay: Vec<u16>,
+    /// The queued items to remember once their jobs are checked.
+    pending: Vec<Pending>,
+    /// What the queued `CAPTURE` jobs matched: (item, rule), in job order.
+    hits: Vec<(u32, u16)>,
 }
+
+/// An item whose rule matches are to be remembered.
+#[derive(Clone, Copy)]
+struct Pending {
+    item: u32,
+    idx: u16,
+    hash: u64,
+}
+
+/// `JobMeta::memo`: an ordinary job.
+const PLAIN: u8 = 0;
+/// A text of an item being remembered: every rule it selects is tried,
+/// even one an earlier value already fired, and what matches is noted.
+const CAPTURE: u8 = 1;
+/// No text: the remembered rules `replay[start..end]` of its item, to be
+/// recorded in the order a fresh check would have found them.
+const REPLAY: u8 = 2;
+
+/// The classes whose values are remembered: the ones that repeat from
+/// request to request (a body's values, a query's, rarely do).
+const MEMO_CLASSES: u16 = Class::HeaderUser.bit()
+    | Class::HeaderStd.bit()
+    | Class::HeaderName.bit()
+    | Class::Cookie.bit()
+    | Class::CookieName.bit();
+
+// A remembered text is always checked with the others of its batch, never
+// by itself (`check_now`), so its matches reach `hits`.
+const _: () = assert!(memo::MAX_TEXT < BIG_TEXT);
 
 /// Above this many bytes, a buffer is given back after the request.
 const SCRATCH_KEEP: usize = 64 * 1024;
@@ -1301,6 +1349,15 @@ impl Scratch {
         if self.items.capacity() * std::mem::size_of::<Item<'_>>() > SCRATCH_KEEP {
             self.items = Vec::new();
         }
+        if self.replay.capacity() * 2 > SCRATCH_KEEP {
+            self.replay = Vec::new();
+        }
+        if self.pending.capacity() * std::mem::size_of::<Pending>() > SCRATCH_KEEP {
+            self.pending = Vec::new();
+        }
+        if self.hits.capacity() * std::mem::size_of::<(u32, u16)>() > SCRATCH_KEEP {
+            self.hits = Vec::new();
+        }
         if self.names.capacity() > SCRATCH_KEEP {
             self.names = Vec::new();
         }
@@ -1327,6 +1384,8 @@ struct JobMeta {
     idx: u16,
     /// The views this text stands for.
     views: u8,
+    /// `PLAIN`, `CAPTURE` or `REPLAY`.
+    memo: u8,
 }
 
 /// `JobMeta::start` of a text that is its value, as parsed.
@@ -1463,7 +1522,22 @@ impl Engine {
     /// Inspects a request. Call it with `body: None` in the header phase,
     /// and again with the body prefix once it is buffered: the second call
     /// re-inspects everything and returns the complete verdict.
+    ///
+    /// Header and cookie values this thread has seen before are not checked
+    /// again: the rules they matched then are recorded as if found now (see
+    /// the `memo` module), which gives the same verdict.
     pub fn inspect(&self, req: &Request<'_>) -> Verdict {
+        self.inspect_memo(req, true)
+    }
+
+    /// [`Engine::inspect`] with every value checked afresh, as if this
+    /// thread had seen none of them before (for benchmarks and tests: the
+    /// verdict is the same).
+    pub fn inspect_uncached(&self, req: &Request<'_>) -> Verdict {
+        self.inspect_memo(req, false)
+    }
+
+    fn inspect_memo(&self, req: &Request<'_>, memo: bool) -> Verdict {
         if !self.enabled {
             return Verdict::allow();
         }
@@ -1471,13 +1545,13 @@ impl Engine {
         // (thread teardown).
         SCRATCH
             .try_with(|cell| match cell.try_borrow_mut() {
-                Ok(mut s) => self.inspect_with(req, &mut s),
-                Err(_) => self.inspect_with(req, &mut Scratch::default()),
+                Ok(mut s) => self.inspect_with(req, &mut s, memo),
+                Err(_) => self.inspect_with(req, &mut Scratch::default(), memo),
             })
-            .unwrap_or_else(|_| self.inspect_with(req, &mut Scratch::default()))
+            .unwrap_or_else(|_| self.inspect_with(req, &mut Scratch::default(), memo))
     }
 
-    fn inspect_with(&self, req: &Request<'_>, sc: &mut Scratch) -> Verdict {
+    fn inspect_with(&self, req: &Request<'_>, sc: &mut Scratch, memo: bool) -> Verdict {
         let parsed = request::parse(
             req,
             request::recycle(std::mem::take(&mut sc.items)),
@@ -1501,8 +1575,12 @@ impl Engine {
         }
         sc.jobs.clear();
         sc.arena.clear();
+        sc.replay.clear();
+        sc.pending.clear();
+        sc.hits.clear();
         for (i, item) in parsed.items.iter().enumerate() {
-            self.collect_item(i, item, self.index_of(item), &parsed, &mut st, sc);
+            let memo = memo && MEMO_CLASSES & item.class.bit() != 0;
+            self.collect_item(i, item, self.index_of(item), memo, &parsed, &mut st, sc);
             if sc.arena.len() > ARENA_FLUSH || sc.jobs.len() >= JOBS_FLUSH {
                 self.run_jobs(&parsed, &mut st, sc);
             }
@@ -1685,6 +1763,7 @@ impl Engine {
         i: usize,
         item: &Item<'_>,
         idx: usize,
+        memo: bool,
         parsed: &request::Parsed<'_>,
         st: &mut State,
         sc: &mut Scratch,
@@ -1700,6 +1779,36 @@ impl Engine {
             return;
         }
         let raw: &[u8] = &item.value;
+        let item_no = u32::try_from(i).unwrap_or(u32::MAX);
+        sc.capturing = false;
+        if memo && raw.len() <= memo::MAX_TEXT {
+            let idx16 = idx as u16;
+            let hash = sc.memo.hash(self.memo_id, idx16, raw);
+            if let Some(rules) = sc.memo.get(hash, self.memo_id, idx16, raw) {
+                // Seen before: its matches are recorded with the batch's
+                // other results, in their place (none, usually).
+                if !rules.is_empty() {
+                    let start = sc.replay.len();
+                    sc.replay.extend_from_slice(rules);
+                    sc.jobs.push(JobMeta {
+                        sb: 0,
+                        item: item_no,
+                        start: u32::try_from(start).unwrap_or(0),
+                        end: u32::try_from(sc.replay.len()).unwrap_or(0),
+                        idx: idx16,
+                        views: 0,
+                        memo: REPLAY,
+                    });
+                }
+                return;
+            }
+            sc.pending.push(Pending {
+                item: item_no,
+                idx: idx16,
+                hash,
+            });
+            sc.capturing = true;
+        }
         // One pass decides which views can differ from `norm`: most benign
         // values are words, numbers, dates, tokens, and every derived view
         // then borrows `norm` (or `norm` is `raw` lower-cased).
@@ -1721,7 +1830,6 @@ impl Engine {
             && (b64_shape || raw.first() == Some(&b'/')))
         .then(|| normalize::base64_text(raw).map(|d| normalize::norm(&d).into_owned()))
         .flatten();
-        let item_no = u32::try_from(i).unwrap_or(u32::MAX);
         // The usual case: nothing to decode, no space, slash, comment or
         // shell character, so every view but `base64` is the value in lower
         // case. One text, copied lower-cased, no grouping.
@@ -1854,6 +1962,7 @@ impl Engine {
         st: &mut State,
         sc: &mut Scratch,
     ) {
+        let memo = if sc.capturing { CAPTURE } else { PLAIN };
         if text.len() > BIG_TEXT {
             let job = JobMeta {
                 sb,
@@ -1862,6 +1971,7 @@ impl Engine {
                 end: 0,
                 idx,
                 views,
+                memo,
             };
             self.check_now(job, text, parsed, st, sc);
             return;
@@ -1883,6 +1993,7 @@ impl Engine {
             end,
             idx,
             views,
+            memo,
         });
     }
 
@@ -1905,12 +2016,15 @@ impl Engine {
             &mut sc.also,
             &mut sc.seen,
             &mut sc.stamp,
+            &sc.replay,
+            &mut sc.hits,
         );
     }
 
     /// Checks the queued texts and clears the queue.
     fn run_jobs(&self, parsed: &request::Parsed<'_>, st: &mut State, sc: &mut Scratch) {
         if sc.jobs.is_empty() {
+            self.remember(parsed, sc);
             return;
         }
         let Scratch {
@@ -1920,11 +2034,15 @@ impl Engine {
             also,
             seen,
             stamp,
+            replay,
+            hits,
             ..
         } = sc;
         let pending: &[u8] = arena;
         let text_of = |j: &JobMeta| -> &[u8] {
-            if j.start == VALUE {
+            if j.memo == REPLAY {
+                b""
+            } else if j.start == VALUE {
                 parsed
                     .items
                     .get(j.item as usize)
@@ -1933,9 +2051,54 @@ impl Engine {
                 pending.get(j.start as usize..j.end as usize).unwrap_or(b"")
             }
         };
-        self.check_texts(jobs, text_of, parsed, st, bits, also, seen, stamp);
+        self.check_texts(
+            jobs, text_of, parsed, st, bits, also, seen, stamp, replay, hits,
+        );
         jobs.clear();
         arena.clear();
+        replay.clear();
+        self.remember(parsed, sc);
+    }
+
+    /// Puts what the checked `CAPTURE` jobs matched in the memo, per item.
+    fn remember(&self, parsed: &request::Parsed<'_>, sc: &mut Scratch) {
+        let Scratch {
+            pending,
+            hits,
+            memo,
+            ..
+        } = sc;
+        // Both are in item order: an item's jobs are queued together.
+        let mut h = 0;
+        for p in pending.iter() {
+            while hits.get(h).is_some_and(|&(item, _)| item < p.item) {
+                h += 1;
+            }
+            let mut rules = [0u16; memo::MAX_RULES];
+            let mut n = 0;
+            let mut fits = true;
+            while let Some(&(item, r)) = hits.get(h) {
+                if item != p.item {
+                    break;
+                }
+                h += 1;
+                if rules[..n].contains(&r) {
+                    continue;
+                }
+                match rules.get_mut(n) {
+                    Some(slot) => {
+                        *slot = r;
+                        n += 1;
+                    }
+                    None => fits = false,
+                }
+            }
+            if let (true, Some(item)) = (fits, parsed.items.get(p.item as usize)) {
+                memo.put(p.hash, self.memo_id, p.idx, &item.value, &rules[..n]);
+            }
+        }
+        pending.clear();
+        hits.clear();
     }
 
     /// Runs every text through its index's literal DFA (four at a time),
@@ -1952,6 +2115,8 @@ impl Engine {
         also: &mut Vec<u64>,
         seen: &mut Vec<u32>,
         stamp: &mut u32,
+        replay: &[u16],
+        hits: &mut Vec<(u32, u16)>,
     ) {
         let w = self.words;
         // Stamps only grow, so `seen` needs no clearing between texts;
@@ -1972,7 +2137,7 @@ impl Engine {
             }
             let scan_texts = jobs.iter().enumerate().filter_map(|(k, j)| {
                 let ci = self.classes.get(j.idx as usize)?;
-                (ci.prefiltered && ci.sparse.is_none()).then(|| (text_of(j), k))
+                (ci.prefiltered && ci.sparse.is_none() && j.memo != REPLAY).then(|| (text_of(j), k))
             });
             dfa.scan(scan_texts, &mut |k, m| {
                 let job_stamp = base.saturating_add(u32::try_from(k).unwrap_or(u32::MAX)) + 1;
@@ -1991,6 +2156,9 @@ impl Engine {
         }
         // Texts of sparse indexes, with their index's own DFA.
         for (k, j) in jobs.iter().enumerate() {
+            if j.memo == REPLAY {
+                continue;
+            }
             let Some(sp) = self
                 .classes
                 .get(j.idx as usize)
@@ -2016,6 +2184,15 @@ impl Engine {
             ) else {
                 continue;
             };
+            if j.memo == REPLAY {
+                for &r in replay.get(j.start as usize..j.end as usize).unwrap_or(&[]) {
+                    self.record(r, Some(item), || item.location(parsed), parsed, st);
+                }
+                continue;
+            }
+            // A text being remembered tries every rule it selects: what an
+            // earlier value fired must be remembered for this one too.
+            let capture = j.memo == CAPTURE;
             let selected = bits.get_mut(k * w..(k + 1) * w).unwrap_or(&mut []);
             let useful_sb = j.sb & ci.sb_useful;
             if ci.prefiltered && (useful_sb != 0 || selected.iter().any(|&x| x != 0)) {
@@ -2039,18 +2216,22 @@ impl Engine {
                     .zip(&self.needs_also)
                     .enumerate()
                 {
-                    let fired = st.fired.get(word).copied().unwrap_or(0);
+                    let fired = if capture {
+                        0
+                    } else {
+                        st.fired.get(word).copied().unwrap_or(0)
+                    };
                     let mut c = sel & ok & !(needs & !sec) & !fired;
                     while c != 0 {
                         let r = word * 64 + c.trailing_zeros() as usize;
                         c &= c - 1;
-                        self.try_rule(r as u16, item, text, parsed, st);
+                        self.try_rule(r as u16, item, text, parsed, st, j, hits);
                     }
                 }
             }
             for &r in &ci.always {
                 if self.rules[r as usize].views & j.views != 0 {
-                    self.try_rule(r, item, text, parsed, st);
+                    self.try_rule(r, item, text, parsed, st, j, hits);
                 }
             }
             for (v, set, ids) in &ci.sets {
@@ -2058,12 +2239,16 @@ impl Engine {
                     continue;
                 }
                 for m in set.matches(text).iter() {
+                    if capture {
+                        hits.push((j.item, ids[m]));
+                    }
                     self.record(ids[m], Some(item), || item.location(parsed), parsed, st);
                 }
             }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn try_rule(
         &self,
         r: u16,
@@ -2071,8 +2256,11 @@ impl Engine {
         text: &[u8],
         parsed: &request::Parsed<'_>,
         st: &mut State,
+        job: &JobMeta,
+        hits: &mut Vec<(u32, u16)>,
     ) {
-        if bit_test(&st.fired, r as usize) {
+        let capture = job.memo == CAPTURE;
+        if !capture && bit_test(&st.fired, r as usize) {
             return;
         }
         let rule = &self.rules[r as usize];
@@ -2095,7 +2283,63 @@ impl Engine {
             Op::CountGt(_) | Op::Proto(_) => false,
         };
         if hit {
+            if capture {
+                hits.push((job.item, r));
+            }
             self.record(r, Some(item), || item.location(parsed), parsed, st);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// This thread's memo lookups so far: (hits, misses).
+    fn memo_counts() -> (u64, u64) {
+        SCRATCH.with(|c| {
+            let s = c.borrow();
+            (s.memo.hits, s.memo.misses)
+        })
+    }
+
+    #[test]
+    fn a_repeated_request_reads_its_headers_and_cookies_from_the_memo() {
+        let engine = compile(&WafSettings::default()).unwrap();
+        let headers: [(&str, &[u8]); 3] = [
+            ("Host", b"shop.example"),
+            (
+                "User-Agent",
+                b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            ),
+            (
+                "Cookie",
+                b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; store=fr",
+            ),
+        ];
+        let req = Request {
+            method: "GET",
+            target: b"/search?q=chaussures",
+            version: "HTTP/1.1",
+            headers: &headers,
+            body: None,
+            body_truncated: false,
+        };
+        let start = memo_counts();
+        let first = engine.inspect(&req);
+        let seen = memo_counts();
+        // First sight: every header and cookie value and name is looked up
+        // and missed (the query argument is not one of them).
+        assert_eq!(seen.0, start.0);
+        let lookups = seen.1 - start.1;
+        assert!(lookups >= 6, "{lookups} lookups");
+        // The repeat finds every one of them, and gets the same verdict.
+        let again = engine.inspect(&req);
+        let end = memo_counts();
+        assert_eq!((end.0 - seen.0, end.1 - seen.1), (lookups, 0));
+        assert_eq!(again, first);
+        // Without the memo nothing is looked up.
+        assert_eq!(engine.inspect_uncached(&req), first);
+        assert_eq!(memo_counts(), end);
     }
 }

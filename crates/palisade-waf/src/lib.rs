@@ -146,6 +146,7 @@
 mod body;
 mod detect;
 mod engine;
+mod memo;
 pub mod normalize;
 mod prefilter;
 mod protocol;

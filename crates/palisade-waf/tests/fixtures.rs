@@ -85,6 +85,16 @@ fn check(engine: &Engine, file: &str, case: &Case) -> Result<(), String> {
         body_truncated: false,
     };
     let v = engine.inspect(&req);
+    // The same verdict whether this thread's memo knew the headers and
+    // cookies (every row repeats the browser's) or not, and on a repeat.
+    let cold = engine.inspect_uncached(&req);
+    let again = engine.inspect(&req);
+    if v != cold || again != cold {
+        return Err(format!(
+            "{file}: {}: memo changed the verdict: {v:?} / repeat {again:?} / uncached {cold:?}",
+            case.name
+        ));
+    }
     let want = match case.expect.as_str() {
         "block" => Action::Block,
         "allow" => Action::Allow,

@@ -66,6 +66,89 @@ pub fn chrome_headers() -> Vec<(&'static str, &'static [u8])> {
 
 pub const COOKIE_2K: &[u8] = b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; form_key=Zx81kQpL0aVb3nTe; mage-cache-storage=%7B%7D; mage-cache-storage-section-invalidation=%7B%7D; mage-cache-sessid=true; mage-messages=; section_data_ids=%7B%22cart%22%3A1732190000%2C%22customer%22%3A1732190000%2C%22wishlist%22%3A1732190000%7D; private_content_version=4c2b7a1f0e8d9c6b5a4f3e2d1c0b9a87; X-Magento-Vary=9bf9a599123e6402b85cde67144717a08b817412; product_data_storage=%7B%7D; _ga=GA1.1.1234567890.1732190000; _ga_ABC12345=GS1.1.1732190000.3.1.1732190456.0.0.0; _gcl_au=1.1.987654321.1732190000; _fbp=fb.1.1732190000123.1234567890; _hjSessionUser_3141592=eyJpZCI6IjZmYjQ0YzQ1LTk4ZjItNTdhMi1iYzNkLTFhMmIzYzRkNWU2ZiIsImNyZWF0ZWQiOjE3MzIxOTAwMDAwMDAsImV4aXN0aW5nIjp0cnVlfQ==; cookie_consent=%7B%22necessary%22%3Atrue%2C%22analytics%22%3Atrue%2C%22marketing%22%3Afalse%7D; ab_home=variant-b; store=fr; currency=EUR";
 
+/// `COOKIE_2K` as visitor `i` has it: the same cookies, with every per-visitor value its own (the
+/// session, the form key, the content version, analytics and ads ids, visit times, the Hotjar
+/// user in its Base64 JSON), each of the same length, so the request stays 2,048 bytes.
+pub fn visitor_cookie(i: u32) -> Vec<u8> {
+    // splitmix64: distinct, well-spread ids per visitor.
+    let mix = |k: u64| {
+        let mut z = (u64::from(i) << 8 | k).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let hex32 = |k: u64| format!("{:016x}{:016x}", mix(k), mix(k + 1));
+    let alnum = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let form_key: String = (0..16u64)
+        .map(|k| alnum[(mix(10 + k) % 62) as usize] as char)
+        .collect();
+    let ts = 1_732_190_000 + u64::from(i) % 1_000_000;
+    let uuid = {
+        let h = hex32(20);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..]
+        )
+    };
+    let hotjar =
+        base64(format!(r#"{{"id":"{uuid}","created":{ts}000,"existing":true}}"#).as_bytes());
+    let jar = String::from_utf8_lossy(COOKIE_2K)
+        .replace("8f14e45fceea167a5a36dedd4bea2543", &hex32(1))
+        .replace("4c2b7a1f0e8d9c6b5a4f3e2d1c0b9a87", &hex32(3))
+        .replace("Zx81kQpL0aVb3nTe", &form_key)
+        .replace(
+            "eyJpZCI6IjZmYjQ0YzQ1LTk4ZjItNTdhMi1iYzNkLTFhMmIzYzRkNWU2ZiIsImNyZWF0ZWQiOjE3MzIxOTAwMDAwMDAsImV4aXN0aW5nIjp0cnVlfQ==",
+            &hotjar,
+        )
+        .replace("1732190000", &ts.to_string())
+        .replace("1732190456", &(ts + 456).to_string())
+        .replace("1234567890", &format!("{:010}", mix(5) % 10_000_000_000))
+        .replace("987654321", &format!("{:09}", mix(6) % 1_000_000_000));
+    assert_eq!(
+        jar.len(),
+        COOKIE_2K.len(),
+        "visitor {i}'s cookie jar changed size"
+    );
+    jar.into_bytes()
+}
+
+/// Standard Base64 with padding.
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for k in 0..4 {
+            if k <= chunk.len() {
+                out.push(ABC[(n >> (18 - 6 * k) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// `chrome_headers` with `cookie` as the Cookie header.
+pub fn with_cookie<'a>(
+    headers: &[(&'static str, &'static [u8])],
+    cookie: &'a [u8],
+) -> Vec<(&'static str, &'a [u8])> {
+    headers
+        .iter()
+        .map(|&(n, v)| (n, if n == "Cookie" { cookie } else { v }))
+        .collect()
+}
+
 /// The bytes `method target HTTP/1.1` and `headers` take on the wire (request line, one
 /// `name: value` line each, the empty line).
 pub fn wire_size(method: &str, target: &[u8], headers: &[(&str, &[u8])]) -> usize {
