@@ -9,7 +9,7 @@ use regex::bytes::{RegexSet, RegexSetBuilder};
 use crate::detect::{sqli, xss};
 use crate::memo::{self, EngineId, Memo};
 use crate::normalize::{self, View, VIEW_COUNT};
-use crate::request::{self, Class, Item, Request, CLASS_COUNT};
+use crate::request::{self, Class, Item, Origin, Request, CLASS_COUNT};
 use crate::scan::LitDfa;
 use crate::settings::{CustomRule, RuleFile, WafSettings};
 
@@ -1310,13 +1310,16 @@ const CAPTURE: u8 = 1;
 /// recorded in the order a fresh check would have found them.
 const REPLAY: u8 = 2;
 
-/// The classes whose values are remembered: the ones that repeat from
-/// request to request (a body's values, a query's, rarely do).
-const MEMO_CLASSES: u16 = Class::HeaderUser.bit()
-    | Class::HeaderStd.bit()
-    | Class::HeaderName.bit()
-    | Class::Cookie.bit()
-    | Class::CookieName.bit();
+/// Whether a value is remembered: the parts of a request that repeat from
+/// request to request (headers, cookies, the path, the query's names and
+/// values: `page=2`, `sort=price`, a campaign's `utm_` tags), not a body's,
+/// which rarely do and can hold thousands of values.
+fn memo_origin(origin: Origin) -> bool {
+    matches!(
+        origin,
+        Origin::Path | Origin::Uri | Origin::Query | Origin::Header | Origin::Cookie
+    )
+}
 
 // A remembered text is always checked with the others of its batch, never
 // by itself (`check_now`), so its matches reach `hits`.
@@ -1579,7 +1582,7 @@ impl Engine {
         sc.pending.clear();
         sc.hits.clear();
         for (i, item) in parsed.items.iter().enumerate() {
-            let memo = memo && MEMO_CLASSES & item.class.bit() != 0;
+            let memo = memo && memo_origin(item.origin);
             self.collect_item(i, item, self.index_of(item), memo, &parsed, &mut st, sc);
             if sc.arena.len() > ARENA_FLUSH || sc.jobs.len() >= JOBS_FLUSH {
                 self.run_jobs(&parsed, &mut st, sc);
@@ -2304,42 +2307,44 @@ mod tests {
     }
 
     #[test]
-    fn a_repeated_request_reads_its_headers_and_cookies_from_the_memo() {
+    fn a_repeated_request_reads_all_but_its_body_from_the_memo() {
         let engine = compile(&WafSettings::default()).unwrap();
-        let headers: [(&str, &[u8]); 3] = [
+        let headers: [(&str, &[u8]); 5] = [
             ("Host", b"shop.example"),
-            (
-                "User-Agent",
-                b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
-            ),
-            (
-                "Cookie",
-                b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; store=fr",
-            ),
+            ("User-Agent", b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
+            ("Cookie", b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; store=fr"),
+            ("Content-Type", b"application/x-www-form-urlencoded"),
+            ("Content-Length", b"27"),
         ];
-        let req = Request {
-            method: "GET",
-            target: b"/search?q=chaussures",
+        let post = |body: &'static [u8]| Request {
+            method: "POST",
+            target: b"/newsletter/subscriber/new/?source=footer",
             version: "HTTP/1.1",
             headers: &headers,
-            body: None,
+            body: Some(body),
             body_truncated: false,
         };
+        let req = post(b"email=anne%40example.fr&x=1");
         let start = memo_counts();
         let first = engine.inspect(&req);
         let seen = memo_counts();
-        // First sight: every header and cookie value and name is looked up
-        // and missed (the query argument is not one of them).
+        // First sight: every header and cookie value and name, the path and
+        // the query are looked up and missed.
         assert_eq!(seen.0, start.0);
         let lookups = seen.1 - start.1;
-        assert!(lookups >= 6, "{lookups} lookups");
+        assert!(lookups >= 10, "{lookups} lookups");
         // The repeat finds every one of them, and gets the same verdict.
         let again = engine.inspect(&req);
         let end = memo_counts();
         assert_eq!((end.0 - seen.0, end.1 - seen.1), (lookups, 0));
         assert_eq!(again, first);
+        // A body is not remembered: another one is not even looked up.
+        let other = post(b"email=paul%40example.fr&x=2");
+        engine.inspect(&other);
+        let after = memo_counts();
+        assert_eq!((after.0 - end.0, after.1 - end.1), (lookups, 0));
         // Without the memo nothing is looked up.
         assert_eq!(engine.inspect_uncached(&req), first);
-        assert_eq!(memo_counts(), end);
+        assert_eq!(memo_counts(), after);
     }
 }

@@ -152,13 +152,34 @@ const NAMES: &[&str] = &[
 const COOKIES: &[&str] = &["PHPSESSID", "note", "cart", "_hjSession"];
 const PATHS: &[&str] = &["/", "/admin/cms/page", "/checkout/cart", "/search?q=shoes"];
 
-/// A request of the sequence: a path, (header name, value) and (cookie
-/// name, value) picks.
-type Picks = (usize, Vec<(usize, usize)>, Vec<(usize, usize)>);
+const PARAMS: &[&str] = &["q", "page", "utm_campaign", "redirect"];
+
+/// A request of the sequence: a path, (query parameter, value), (header
+/// name, value) and (cookie name, value) picks.
+type Picks = (
+    usize,
+    Vec<(usize, usize)>,
+    Vec<(usize, usize)>,
+    Vec<(usize, usize)>,
+);
+
+/// Percent-encodes every byte but letters and digits.
+fn encode(v: &[u8]) -> String {
+    v.iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
 
 fn request() -> impl Strategy<Value = Picks> {
     (
         0..PATHS.len(),
+        proptest::collection::vec((0..PARAMS.len(), 0..VALUES.len()), 0..3),
         proptest::collection::vec((0..NAMES.len(), 0..VALUES.len()), 0..5),
         proptest::collection::vec((0..COOKIES.len(), 0..VALUES.len()), 0..4),
     )
@@ -168,18 +189,28 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
 
     /// A sequence of requests on one thread, under a site with an exclusion
-    /// and detect-mode rules: every verdict equals a fresh inspection's.
+    /// and detect-mode rules: every verdict equals a fresh inspection's,
+    /// whatever mix of known and new paths, parameters, headers and
+    /// cookies it carries.
     #[test]
     fn any_sequence_gets_fresh_verdicts(seq in proptest::collection::vec(request(), 1..12)) {
         let settings: WafSettings = toml::from_str(
             r#"
             rule_modes = [{ category = "xss", mode = "detect" }]
-            exclusions = [{ path_prefix = "/admin/cms", categories = ["lfi", "rce"] }]
+            exclusions = [
+                { path_prefix = "/admin/cms", categories = ["lfi", "rce"] },
+                { categories = ["sqli"], args = ["q"] },
+            ]
             "#,
         )
         .unwrap();
         let engine = compile(&settings).unwrap();
-        for (path, headers, cookies) in seq {
+        for (path, params, headers, cookies) in seq {
+            let mut target = PATHS[path].to_owned();
+            for (k, &(p, v)) in params.iter().enumerate() {
+                let sep = if k == 0 && !target.contains('?') { '?' } else { '&' };
+                target.push_str(&format!("{sep}{}={}", PARAMS[p], encode(VALUES[v])));
+            }
             let cookie: Vec<u8> = cookies
                 .iter()
                 .map(|&(n, v)| [COOKIES[n].as_bytes(), b"=", VALUES[v]].concat())
@@ -190,7 +221,7 @@ proptest! {
             if !cookie.is_empty() {
                 hdrs.push(("Cookie", &cookie));
             }
-            let req = get(PATHS[path], &hdrs);
+            let req = get(&target, &hdrs);
             let memo = engine.inspect(&req);
             prop_assert_eq!(memo, engine.inspect_uncached(&req));
         }
