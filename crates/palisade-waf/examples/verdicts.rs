@@ -6,6 +6,9 @@
 //! ```text
 //! cargo run -p palisade-waf --release --example verdicts -- FILE [paranoia] > verdicts.txt
 //! ```
+//!
+//! `MEMO=off` inspects every request afresh (`Engine::inspect_uncached`): the
+//! two outputs of one build show whether its memo changed any verdict.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use palisade_waf::{compile, Request, WafSettings};
@@ -27,6 +30,7 @@ fn main() {
     let paranoia: i64 = args.next().map_or(1, |p| p.parse().expect("paranoia 1..4"));
     let settings: WafSettings = toml::from_str(&format!("paranoia = {paranoia}")).unwrap();
     let engine = compile(&settings).unwrap_or_else(|e| panic!("{e:?}"));
+    let fresh = std::env::var("MEMO").as_deref() == Ok("off");
     let data = std::fs::read(path).expect("dump file");
     let mut at = 0;
     let mut n = 0;
@@ -50,7 +54,11 @@ fn main() {
             body: if f[4].is_empty() { None } else { Some(f[4]) },
             body_truncated: f[3] == b"1",
         };
-        let v = engine.inspect(&req);
+        let v = if fresh {
+            engine.inspect_uncached(&req)
+        } else {
+            engine.inspect(&req)
+        };
         let mut ids: Vec<String> = v
             .matches
             .iter()

@@ -2042,10 +2042,9 @@ impl Engine {
             ..
         } = sc;
         let pending: &[u8] = arena;
+        // Never asked for a `REPLAY` job's text: it has none.
         let text_of = |j: &JobMeta| -> &[u8] {
-            if j.memo == REPLAY {
-                b""
-            } else if j.start == VALUE {
+            if j.start == VALUE {
                 parsed
                     .items
                     .get(j.item as usize)
@@ -2180,7 +2179,6 @@ impl Engine {
             });
         }
         for (k, j) in jobs.iter().enumerate() {
-            let text = text_of(j);
             let (Some(ci), Some(item)) = (
                 self.classes.get(j.idx as usize),
                 parsed.items.get(j.item as usize),
@@ -2193,6 +2191,7 @@ impl Engine {
                 }
                 continue;
             }
+            let text = text_of(j);
             // A text being remembered tries every rule it selects: what an
             // earlier value fired must be remembered for this one too.
             let capture = j.memo == CAPTURE;
@@ -2311,8 +2310,14 @@ mod tests {
         let engine = compile(&WafSettings::default()).unwrap();
         let headers: [(&str, &[u8]); 5] = [
             ("Host", b"shop.example"),
-            ("User-Agent", b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0"),
-            ("Cookie", b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; store=fr"),
+            (
+                "User-Agent",
+                b"Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+            ),
+            (
+                "Cookie",
+                b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; store=fr",
+            ),
             ("Content-Type", b"application/x-www-form-urlencoded"),
             ("Content-Length", b"27"),
         ];

@@ -14,15 +14,20 @@
 //! first-match order, the match cap), so a verdict is the same with the
 //! memo as without it; `tests/memo.rs` checks that request by request.
 //!
-//! Bounded by construction: a fixed number of slots, direct-mapped by a
-//! seeded hash (a collision only evicts), texts of at most [`MAX_TEXT`]
-//! bytes and at most [`MAX_RULES`] rules per text. A hit compares the whole
-//! text, never the hash alone.
+//! Bounded by construction: a fixed number of slots in sets of [`WAYS`],
+//! chosen by a seeded hash (a full set evicts its least recently used
+//! text; collisions cost a miss, never a wrong answer), texts of at most
+//! [`MAX_TEXT`] bytes and at most [`MAX_RULES`] rules per text. A hit
+//! compares the whole text, never the hash alone.
 
 use std::hash::BuildHasher;
 
 /// Slots per thread (a power of two).
 pub(crate) const SLOTS: usize = 2048;
+/// Slots per set: a request's seventy-odd values rarely fill one, where
+/// with one slot per set two of them would often evict each other.
+pub(crate) const WAYS: usize = 4;
+const SETS: usize = SLOTS / WAYS;
 /// Longer values are not remembered (long cookies are rarely shared, and
 /// the bound keeps a thread's memo under 1 MiB of text).
 pub(crate) const MAX_TEXT: usize = 512;
@@ -36,6 +41,9 @@ pub(crate) type EngineId = u64;
 #[derive(Default)]
 struct Slot {
     used: bool,
+    /// `Memo::clock` when last found or stored (the set's least recent
+    /// goes first).
+    last: u64,
     engine: EngineId,
     idx: u16,
     hash: u64,
@@ -49,6 +57,7 @@ pub(crate) struct Memo {
     /// Allocated on first use.
     slots: Vec<Slot>,
     hasher: foldhash::fast::RandomState,
+    clock: u64,
     /// Lookups answered from the memo, and those that were not.
     pub(crate) hits: u64,
     pub(crate) misses: u64,
@@ -60,8 +69,9 @@ impl Memo {
         self.hasher.hash_one((engine, idx, text))
     }
 
-    fn slot(hash: u64) -> usize {
-        (hash as usize) & (SLOTS - 1)
+    /// The first slot of `hash`'s set.
+    fn set(hash: u64) -> usize {
+        ((hash as usize) & (SETS - 1)) * WAYS
     }
 
     /// The rules `text` matched when it was last seen, if it is remembered.
@@ -72,12 +82,18 @@ impl Memo {
         idx: u16,
         text: &[u8],
     ) -> Option<&[u16]> {
-        let found = self.slots.get(Self::slot(hash)).filter(|s| {
-            s.used && s.hash == hash && s.engine == engine && s.idx == idx && s.text == text
+        self.clock += 1;
+        let clock = self.clock;
+        let base = Self::set(hash);
+        let found = self.slots.get_mut(base..base + WAYS).and_then(|set| {
+            set.iter_mut().find(|s| {
+                s.used && s.hash == hash && s.engine == engine && s.idx == idx && s.text == text
+            })
         });
         match found {
             Some(s) => {
                 self.hits += 1;
+                s.last = clock;
                 Some(&s.rules)
             }
             None => {
@@ -103,10 +119,23 @@ impl Memo {
         if self.slots.is_empty() {
             self.slots.resize_with(SLOTS, Slot::default);
         }
-        let Some(s) = self.slots.get_mut(Self::slot(hash)) else {
+        self.clock += 1;
+        let base = Self::set(hash);
+        // The text's own slot when it is there already (two values of one
+        // request can be the same text), else an empty slot of the set,
+        // else its least recently used.
+        let Some(set) = self.slots.get_mut(base..base + WAYS) else {
+            return;
+        };
+        let same = set.iter().position(|s| {
+            s.used && s.hash == hash && s.engine == engine && s.idx == idx && s.text == text
+        });
+        let way = same.or_else(|| (0..WAYS).min_by_key(|&w| set.get(w).map(|s| (s.used, s.last))));
+        let Some(s) = way.and_then(|w| set.get_mut(w)) else {
             return;
         };
         s.used = true;
+        s.last = self.clock;
         s.engine = engine;
         s.idx = idx;
         s.hash = hash;
@@ -152,6 +181,37 @@ mod tests {
             None
         );
         assert_eq!((m.hits, m.misses), (1, 3));
+    }
+
+    #[test]
+    fn a_full_set_gives_up_its_least_recently_used_text() {
+        let mut m = Memo::default();
+        // Hashes of one set (equal low bits), made up for the test.
+        let h = |k: u64| (k << 40) | 7;
+        for k in 0..WAYS as u64 {
+            m.put(h(k), 1, 0, format!("text {k}").as_bytes(), &[k as u16]);
+        }
+        // All four are kept side by side ...
+        for k in 0..WAYS as u64 {
+            let t = format!("text {k}");
+            assert_eq!(m.get(h(k), 1, 0, t.as_bytes()), Some(&[k as u16][..]));
+        }
+        // ... and a fifth takes the place of the one used longest ago
+        // (text 0 is used again first, so text 1 goes).
+        assert!(m.get(h(0), 1, 0, b"text 0").is_some());
+        m.put(h(9), 1, 0, b"text 9", &[9]);
+        assert_eq!(m.get(h(1), 1, 0, b"text 1"), None);
+        for k in [0, 2, 3, 9] {
+            let t = format!("text {k}");
+            assert!(m.get(h(k), 1, 0, t.as_bytes()).is_some(), "text {k}");
+        }
+        // Other sets are untouched.
+        assert_eq!(m.len(), WAYS);
+        // Storing a text that is there already replaces it, in its slot.
+        m.put(h(2), 1, 0, b"text 2", &[2, 5]);
+        assert_eq!(m.len(), WAYS);
+        assert_eq!(m.get(h(2), 1, 0, b"text 2"), Some(&[2u16, 5][..]));
+        assert!(m.get(h(9), 1, 0, b"text 9").is_some());
     }
 
     #[test]
