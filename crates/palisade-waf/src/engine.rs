@@ -1771,6 +1771,7 @@ impl Engine {
         st: &mut State,
         sc: &mut Scratch,
     ) {
+        sc.capturing = false;
         let ci = &self.classes[idx];
         for &(r, n) in &ci.lengths {
             if item.value.len() > n {
@@ -1783,7 +1784,6 @@ impl Engine {
         }
         let raw: &[u8] = &item.value;
         let item_no = u32::try_from(i).unwrap_or(u32::MAX);
-        sc.capturing = false;
         if memo && raw.len() <= memo::MAX_TEXT {
             let idx16 = idx as u16;
             let hash = sc.memo.hash(self.memo_id, idx16, raw);
