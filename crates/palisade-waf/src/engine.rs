@@ -1279,8 +1279,8 @@ struct Scratch {
     stamp: u32,
     sqli: sqli::Scratch,
     lower: Vec<u8>,
-    /// What this thread's rules found in the header and cookie values it
-    /// has seen (see `memo`).
+    /// What this thread's rules found in the path, query, header and cookie
+    /// values it has seen (see `memo`).
     memo: Memo,
     /// Set while the item being collected is to be remembered: its jobs
     /// are marked `CAPTURE`.

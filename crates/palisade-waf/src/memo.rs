@@ -1,13 +1,14 @@
-//! The header and cookie memo: what the rules found in a text, kept per
-//! thread for the next request that carries the same text.
+//! The value memo: what the rules found in a path, query, header or cookie
+//! value, kept per thread for the next request that carries the same text.
 //!
 //! A shop's requests repeat most of their bytes: every request of one
 //! browser sends the same `User-Agent`, `Accept`, client hints and header
 //! names, every request of one visitor the same cookies, and the paths and
 //! query parameters of a shop's pages (`page=2`, `sort=price`, campaign
-//! tags) come back from visitor to visitor. Bodies are not remembered. What the rules
-//! make of a value depends only on the engine, the index the value is read
-//! with and the value itself (its views, the literals in them and the rules
+//! tags) come back from visitor to visitor. Bodies are not remembered.
+//!
+//! What the rules make of a value depends only on the engine, the index
+//! the value is read with and the value itself (its views, the literals in them and the rules
 //! those select are all computed from it), so the rules a value matched can
 //! be remembered and replayed instead of computed again. Replaying goes
 //! through the same recording step as a fresh match (exclusions, the
