@@ -1526,9 +1526,9 @@ impl Engine {
     /// and again with the body prefix once it is buffered: the second call
     /// re-inspects everything and returns the complete verdict.
     ///
-    /// Header and cookie values this thread has seen before are not checked
-    /// again: the rules they matched then are recorded as if found now (see
-    /// the `memo` module), which gives the same verdict.
+    /// Path, query, header and cookie values this thread has seen before are
+    /// not checked again: the rules they matched then are recorded as if
+    /// found now (see the `memo` module), which gives the same verdict.
     pub fn inspect(&self, req: &Request<'_>) -> Verdict {
         self.inspect_memo(req, true)
     }

@@ -57,6 +57,18 @@ struct Slot {
     rules: Vec<u16>,
 }
 
+impl Slot {
+    /// Whether this slot remembers `text` as read with index `idx` of
+    /// engine `engine`.
+    fn holds(&self, hash: u64, engine: EngineId, idx: u16, text: &[u8]) -> bool {
+        self.used
+            && self.hash == hash
+            && self.engine == engine
+            && self.idx == idx
+            && self.text == text
+    }
+}
+
 /// One thread's memo (see the module documentation).
 #[derive(Default)]
 pub(crate) struct Memo {
@@ -91,11 +103,10 @@ impl Memo {
         self.clock += 1;
         let clock = self.clock;
         let base = Self::set(hash);
-        let found = self.slots.get_mut(base..base + WAYS).and_then(|set| {
-            set.iter_mut().find(|s| {
-                s.used && s.hash == hash && s.engine == engine && s.idx == idx && s.text == text
-            })
-        });
+        let found = self
+            .slots
+            .get_mut(base..base + WAYS)
+            .and_then(|set| set.iter_mut().find(|s| s.holds(hash, engine, idx, text)));
         match found {
             Some(s) => {
                 self.hits += 1;
@@ -133,9 +144,7 @@ impl Memo {
         let Some(set) = self.slots.get_mut(base..base + WAYS) else {
             return;
         };
-        let same = set.iter().position(|s| {
-            s.used && s.hash == hash && s.engine == engine && s.idx == idx && s.text == text
-        });
+        let same = set.iter().position(|s| s.holds(hash, engine, idx, text));
         let way = same.or_else(|| (0..WAYS).min_by_key(|&w| set.get(w).map(|s| (s.used, s.last))));
         let Some(s) = way.and_then(|w| set.get_mut(w)) else {
             return;
