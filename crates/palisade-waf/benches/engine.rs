@@ -11,12 +11,8 @@ use palisade_waf::{compile, Action, Request, WafSettings};
 mod common;
 use common::{
     browser_headers, chrome_headers, get_request, json_cart, text_body, visitor_cookie, wire_size,
-    with_cookie, COOKIE, TARGET_2K,
+    with_cookie, COOKIE, TARGET_2K, VISITORS,
 };
-
-/// Distinct visitors in the `new_visitors` benchmark: twice the memo's slots, so that their
-/// cookies never repeat before they are evicted.
-const VISITORS: u32 = 4096;
 
 fn bench(c: &mut Criterion) {
     let engine = compile(&WafSettings::default()).unwrap();

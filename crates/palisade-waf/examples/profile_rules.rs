@@ -9,7 +9,7 @@ use std::time::Instant;
 mod common;
 use common::{
     browser_headers, chrome_headers, get_request, json_cart, text_body, visitor_cookie, wire_size,
-    with_cookie, COOKIE, TARGET_2K,
+    with_cookie, COOKIE, TARGET_2K, VISITORS,
 };
 
 fn time(settings: &WafSettings, req: &Request<'_>) -> f64 {
@@ -89,10 +89,10 @@ fn main() {
         // `MEMO=off`: every value checked afresh (`inspect_uncached`).
         let e = compile(&WafSettings::default()).unwrap();
         let cold = std::env::var("MEMO").as_deref() == Ok("off");
-        // `REQ=visitors`: the 2,048-byte GET of 4,096 visitors in turn (the engine bench's
+        // `REQ=visitors`: the 2,048-byte GET of `VISITORS` visitors in turn (the engine bench's
         // `benign_get_2k_new_visitors`).
         if std::env::var("REQ").as_deref() == Ok("visitors") {
-            let jars: Vec<Vec<u8>> = (0..4096).map(visitor_cookie).collect();
+            let jars: Vec<Vec<u8>> = (0..VISITORS).map(visitor_cookie).collect();
             let visitors: Vec<_> = jars.iter().map(|j| with_cookie(&chrome, j)).collect();
             for k in 0..n {
                 let req = get_request(TARGET_2K, &visitors[k % visitors.len()]);

@@ -66,6 +66,11 @@ pub fn chrome_headers() -> Vec<(&'static str, &'static [u8])> {
 
 pub const COOKIE_2K: &[u8] = b"PHPSESSID=8f14e45fceea167a5a36dedd4bea2543; form_key=Zx81kQpL0aVb3nTe; mage-cache-storage=%7B%7D; mage-cache-storage-section-invalidation=%7B%7D; mage-cache-sessid=true; mage-messages=; section_data_ids=%7B%22cart%22%3A1732190000%2C%22customer%22%3A1732190000%2C%22wishlist%22%3A1732190000%7D; private_content_version=4c2b7a1f0e8d9c6b5a4f3e2d1c0b9a87; X-Magento-Vary=9bf9a599123e6402b85cde67144717a08b817412; product_data_storage=%7B%7D; _ga=GA1.1.1234567890.1732190000; _ga_ABC12345=GS1.1.1732190000.3.1.1732190456.0.0.0; _gcl_au=1.1.987654321.1732190000; _fbp=fb.1.1732190000123.1234567890; _hjSessionUser_3141592=eyJpZCI6IjZmYjQ0YzQ1LTk4ZjItNTdhMi1iYzNkLTFhMmIzYzRkNWU2ZiIsImNyZWF0ZWQiOjE3MzIxOTAwMDAwMDAsImV4aXN0aW5nIjp0cnVlfQ==; cookie_consent=%7B%22necessary%22%3Atrue%2C%22analytics%22%3Atrue%2C%22marketing%22%3Afalse%7D; ab_home=variant-b; store=fr; currency=EUR";
 
+/// Distinct visitors taken in turn by the new-visitor benchmark: with about 12 values of their
+/// own each, some 24 times the memo's 2,048 slots, so a visitor's values are long evicted when
+/// their turn comes again.
+pub const VISITORS: u32 = 4096;
+
 /// `COOKIE_2K` as visitor `i` has it: the same cookies, with every per-visitor value its own (the
 /// session, the form key, the content version, analytics and ads ids, visit times, the Hotjar
 /// user in its Base64 JSON), each of the same length, so the request stays 2,048 bytes.
