@@ -1431,7 +1431,7 @@ fn bit_set(v: &mut [u64], i: usize) {
 }
 
 /// Byte flags: what a byte can change in the views of a value.
-/// `%`, `&`, `\`, NUL and the full-width lead byte: `norm` decodes or folds.
+/// `normalize::norm_special`: `norm` may decode or fold something.
 const F_NORM: u16 = 1;
 const F_UPPER: u16 = 2;
 /// Whitespace and control bytes: `compact` and `strip` may differ.
@@ -1454,7 +1454,7 @@ const fn byte_flags() -> [u16; 256] {
     while i < 256 {
         let b = i as u8;
         let mut f = 0;
-        if matches!(b, b'%' | b'&' | b'\\' | 0 | 0xef) {
+        if normalize::norm_special(b) {
             f |= F_NORM;
         }
         if b.is_ascii_uppercase() {

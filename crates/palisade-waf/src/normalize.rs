@@ -357,35 +357,76 @@ pub fn backslash_decode(input: &[u8]) -> Cow<'_, [u8]> {
     }
 }
 
-/// Folds full-width ASCII (U+FF01..U+FF5E) to ASCII and drops NUL bytes.
+/// Whether `b` can start something `norm` decodes or folds: a percent,
+/// HTML or backslash escape, a NUL, the lead byte of full-width ASCII, or
+/// the lead byte of an overlong UTF-8 form of ASCII. `norm`'s fast path and
+/// the engine's byte flags both read this set.
+pub(crate) const fn norm_special(b: u8) -> bool {
+    matches!(b, b'%' | b'&' | b'\\' | 0 | 0xc0 | 0xc1 | 0xe0 | 0xef)
+}
+
+/// Folds to ASCII what a lenient UTF-8 decoder or a full-width-aware
+/// backend reads as ASCII, and drops NUL bytes:
+/// - full-width ASCII (U+FF01..U+FF5E, `EF BC 81`..`EF BD 9E`);
+/// - overlong UTF-8 encodings of ASCII (`C0 AE` and `E0 80 AE` are `.`,
+///   `C0 AF` is `/`, `C0 BC` is `<`): invalid UTF-8 that old decoders
+///   (IIS, some Java and PHP stacks) accept, the classic way to slip
+///   `../` or `<script>` past a filter that reads the bytes.
 fn fold_and_strip_nul(input: &[u8]) -> Cow<'_, [u8]> {
-    let has_nul = memchr::memchr(0, input).is_some();
-    let has_fw = memchr::memchr(0xef, input).is_some();
-    if !has_nul && !has_fw {
+    if !input
+        .iter()
+        .any(|&b| matches!(b, 0 | 0xc0 | 0xc1 | 0xe0 | 0xef))
+    {
         return Cow::Borrowed(input);
     }
+    let cont = |i: usize| input.get(i).copied().filter(|c| (0x80..=0xbf).contains(c));
     let mut out = Vec::with_capacity(input.len());
     let mut i = 0;
     while i < input.len() {
         let b = input[i];
-        if b == 0 {
-            i += 1;
-            continue;
-        }
-        // U+FF01..U+FF5E is EF BC 81..EF BD 9E in UTF-8.
-        if b == 0xef && i + 2 < input.len() {
-            let (b1, b2) = (input[i + 1], input[i + 2]);
-            let cp = match b1 {
-                0xbc if (0x81..=0xbf).contains(&b2) => Some(u32::from(b2) - 0x80),
-                0xbd if (0x80..=0x9e).contains(&b2) => Some(u32::from(b2) - 0x80 + 0x40),
-                _ => None,
-            };
-            if let Some(off) = cp {
-                // U+FF00 + off maps to U+0020 + off.
-                out.push((0x20 + off) as u8);
-                i += 3;
+        match b {
+            0 => {
+                i += 1;
                 continue;
             }
+            // Two bytes for a code point below U+0080.
+            0xc0 | 0xc1 => {
+                if let Some(c1) = cont(i + 1) {
+                    let cp = (b & 0x1f) << 6 | (c1 & 0x3f);
+                    if cp != 0 {
+                        out.push(cp);
+                    }
+                    i += 2;
+                    continue;
+                }
+            }
+            // Three bytes for a code point below U+0080 (`E0 80..81 xx`).
+            0xe0 => {
+                if let (Some(c1 @ 0x80..=0x81), Some(c2)) = (cont(i + 1), cont(i + 2)) {
+                    let cp = (c1 & 0x3f) << 6 | (c2 & 0x3f);
+                    if cp != 0 {
+                        out.push(cp);
+                    }
+                    i += 3;
+                    continue;
+                }
+            }
+            // U+FF01..U+FF5E is EF BC 81..EF BD 9E in UTF-8.
+            0xef if i + 2 < input.len() => {
+                let (b1, b2) = (input[i + 1], input[i + 2]);
+                let cp = match b1 {
+                    0xbc if (0x81..=0xbf).contains(&b2) => Some(u32::from(b2) - 0x80),
+                    0xbd if (0x80..=0x9e).contains(&b2) => Some(u32::from(b2) - 0x80 + 0x40),
+                    _ => None,
+                };
+                if let Some(off) = cp {
+                    // U+FF00 + off maps to U+0020 + off.
+                    out.push((0x20 + off) as u8);
+                    i += 3;
+                    continue;
+                }
+            }
+            _ => {}
         }
         out.push(b);
         i += 1;
@@ -425,7 +466,7 @@ pub fn norm(input: &[u8]) -> Cow<'_, [u8]> {
     let mut special = false;
     for &b in input {
         match b {
-            b'%' | b'&' | b'\\' | 0 | 0xef => {
+            _ if norm_special(b) => {
                 special = true;
                 break;
             }
@@ -798,6 +839,26 @@ mod tests {
         assert_eq!(s(url_decode(b"a%2", false)), "a%2");
         assert_eq!(s(url_decode(b"%u003cscript", false)), "<script");
         assert!(matches!(url_decode(b"plain", true), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn overlong_utf8_reads_as_the_ascii_it_encodes() {
+        // `..%c0%af` and its three-byte form: the IIS traversal.
+        assert_eq!(
+            s(norm(b"%C0%AE%C0%AE%C0%AFetc%C0%AFpasswd")),
+            "../etc/passwd"
+        );
+        assert_eq!(s(norm(b"%e0%80%ae%e0%80%ae/boot.ini")), "../boot.ini");
+        assert_eq!(s(norm(b"%c0%bcscript%c0%be")), "<script>");
+        // `C1 81` is an overlong `A`, read in lower case like the rest.
+        assert_eq!(s(norm(b"%c1%81")), "a");
+        // Real UTF-8 stays: `é`, a Devanagari letter (`E0 A4 95`), an
+        // emoji; and a lead byte without its continuation is left alone.
+        assert_eq!(s(norm("é क 🙂".as_bytes())), "é क 🙂");
+        assert_eq!(norm(b"a\xc0b").as_ref(), b"a\xc0b");
+        assert_eq!(norm(b"\xe0\x80").as_ref(), b"\xe0\x80");
+        // An overlong NUL is dropped like a NUL.
+        assert_eq!(s(norm(b"a%c0%80b")), "ab");
     }
 
     #[test]
