@@ -83,6 +83,7 @@ pub(crate) struct Memo {
 
 impl Memo {
     /// The key of a text read with index `idx` of engine `engine`.
+    #[inline(always)]
     pub(crate) fn hash(&self, engine: EngineId, idx: u16, text: &[u8]) -> u64 {
         self.hasher.hash_one((engine, idx, text))
     }
