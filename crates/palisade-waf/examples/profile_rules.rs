@@ -2,7 +2,7 @@
 //! to find the expensive rules. `cargo run --release --example profile_rules`
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use palisade_waf::{compile, Request, WafSettings, BUILTIN_RULES};
+use palisade_waf::{compile, Engine, Request, Verdict, WafSettings, BUILTIN_RULES};
 use std::time::Instant;
 
 #[path = "../benches/common/mod.rs"]
@@ -12,17 +12,24 @@ use common::{
     with_cookie, COOKIE, TARGET_2K, VISITORS,
 };
 
+/// `MEMO=off`: every value checked afresh (`inspect_uncached`), as on a first sight.
+fn memo_off() -> bool {
+    std::env::var("MEMO").as_deref() == Ok("off")
+}
+
+/// One inspection, through the memo unless `cold`.
+fn inspect(e: &Engine, req: &Request<'_>, cold: bool) -> Verdict {
+    if cold {
+        e.inspect_uncached(req)
+    } else {
+        e.inspect(req)
+    }
+}
+
 fn time(settings: &WafSettings, req: &Request<'_>) -> f64 {
     let e = compile(settings).unwrap();
-    // `MEMO=off`: every value checked afresh, as on a first sight.
-    let cold = std::env::var("MEMO").as_deref() == Ok("off");
-    let run = |r: &Request<'_>| {
-        if cold {
-            e.inspect_uncached(r)
-        } else {
-            e.inspect(r)
-        }
-    };
+    let cold = memo_off();
+    let run = |r: &Request<'_>| inspect(&e, r, cold);
     for _ in 0..2000 {
         std::hint::black_box(run(req));
     }
@@ -95,9 +102,8 @@ fn main() {
         .and_then(|v| v.parse::<usize>().ok())
     {
         // Fixed work for instruction counting (valgrind --tool=callgrind).
-        // `MEMO=off`: every value checked afresh (`inspect_uncached`).
         let e = compile(&WafSettings::default()).unwrap();
-        let cold = std::env::var("MEMO").as_deref() == Ok("off");
+        let cold = memo_off();
         // `REQ=visitors`: the 2,048-byte GET of `VISITORS` visitors in turn (the engine bench's
         // `benign_get_2k_new_visitors`).
         if std::env::var("REQ").as_deref() == Ok("visitors") {
@@ -105,16 +111,12 @@ fn main() {
             let visitors: Vec<_> = jars.iter().map(|j| with_cookie(&chrome, j)).collect();
             for k in 0..n {
                 let req = get_request(TARGET_2K, &visitors[k % visitors.len()]);
-                std::hint::black_box(e.inspect(&req));
+                std::hint::black_box(inspect(&e, &req, cold));
             }
             return;
         }
         for _ in 0..n {
-            if cold {
-                std::hint::black_box(e.inspect_uncached(&req));
-            } else {
-                std::hint::black_box(e.inspect(&req));
-            }
+            std::hint::black_box(inspect(&e, &req, cold));
         }
         return;
     }
